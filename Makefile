@@ -1,0 +1,98 @@
+# Qentrah Connect: `make dev` runs the app, `make test` runs every check. Both install what a
+# fresh machine lacks first (each step skips itself when the right version is there).
+
+SHELL := bash
+.SHELLFLAGS := -eu -o pipefail -c
+.DEFAULT_GOAL := help
+
+CARGO_LEPTOS_VERSION := 0.3.10
+WASM_BINDGEN_VERSION := 0.2.130
+WASM_TARGET := wasm32-unknown-unknown
+
+# Cargo-installed tools, then the npm-installed wasm-opt (binaryen 132: Debian's 108 silently
+# breaks release bundles) and Playwright.
+export PATH := $(CURDIR)/end2end/node_modules/.bin:$(HOME)/.cargo/bin:$(PATH)
+export CARGO_TERM_COLOR ?= never
+
+TARGET_DIR := $(or $(CARGO_TARGET_DIR),$(CURDIR)/target)
+APP_BIN := $(TARGET_DIR)/release/qentrah-connect
+SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
+
+# $(call stage,NAME,COMMAND): runs COMMAND, printing how long it took.
+stage = start=$$(date +%s); echo "==> $(1)"; $(2); echo "<== $(1): $$(( $$(date +%s) - start ))s"
+
+.PHONY: help dev test tools tools-rust tools-e2e fmt-check clippy unit-and-integration release e2e clean
+
+help:
+	@echo "make dev    run the app on PARTNER_APP_URL (default http://localhost:3001), rebuilding on change"
+	@echo "make test   fmt, clippy (ssr + hydrate), unit and integration tests, release build, Playwright"
+
+## ---- Set-up -------------------------------------------------------------------------------
+
+tools: tools-rust tools-e2e
+
+tools-rust:
+	@if ! rustup target list --installed | grep -qx '$(WASM_TARGET)'; then \
+	  echo "--> installing the $(WASM_TARGET) target"; rustup target add $(WASM_TARGET); fi
+	@if ! rustup component list --installed | grep -q '^clippy'; then rustup component add clippy; fi
+	@if ! rustup component list --installed | grep -q '^rustfmt'; then rustup component add rustfmt; fi
+	@if ! cargo leptos --version 2>/dev/null | grep -qF '$(CARGO_LEPTOS_VERSION)'; then \
+	  echo "--> installing cargo-leptos $(CARGO_LEPTOS_VERSION) (10-15 minutes on 2 cores; progress follows)"; \
+	  cargo install cargo-leptos --locked --version $(CARGO_LEPTOS_VERSION); fi
+	@# No --locked: wasm-bindgen-cli 0.2.130's lock names a version the registry lacks.
+	@if ! wasm-bindgen --version 2>/dev/null | grep -qF '$(WASM_BINDGEN_VERSION)'; then \
+	  echo "--> installing wasm-bindgen-cli $(WASM_BINDGEN_VERSION) (about 3 minutes)"; \
+	  cargo install wasm-bindgen-cli --version $(WASM_BINDGEN_VERSION); fi
+
+tools-e2e:
+	@if [ ! -f end2end/node_modules/.package-lock.json ] || \
+	    [ end2end/package-lock.json -nt end2end/node_modules/.package-lock.json ]; then \
+	  echo "--> installing Playwright and binaryen (npm ci)"; \
+	  cd end2end && PLAYWRIGHT_SKIP_BROWSER_DOWNLOAD=1 npm ci --no-audit --no-fund; fi
+	@if [ ! -x /usr/bin/chromium ]; then \
+	  echo "--> installing Debian's Chromium"; \
+	  $(SUDO) apt-get update -q && $(SUDO) env DEBIAN_FRONTEND=noninteractive apt-get install -y -q chromium; fi
+
+.env:
+	@cp .env.example .env
+	@echo "--> created .env from .env.example (development values)"
+
+## ---- Running ------------------------------------------------------------------------------
+
+# Listens on the port of PARTNER_APP_URL (from the environment, else .env).
+dev: tools-rust .env
+	@url="$${PARTNER_APP_URL:-$$(sed -n 's/^PARTNER_APP_URL=//p' .env | tail -n1)}"; \
+	port="$$(echo "$$url" | sed -E 's#^[a-z]+://[^/:]+:?([0-9]*).*#\1#')"; \
+	port="$${port:-80}"; \
+	echo "--> serving $$url (listening on 127.0.0.1:$$port)"; \
+	LEPTOS_SITE_ADDR="127.0.0.1:$$port" cargo leptos watch
+
+## ---- Checks -------------------------------------------------------------------------------
+
+test: tools
+	@$(call stage,fmt,cargo fmt --all -- --check)
+	@$(call stage,clippy,$(MAKE) --no-print-directory clippy)
+	@$(call stage,unit and integration tests,$(MAKE) --no-print-directory unit-and-integration)
+	@$(call stage,release build,$(MAKE) --no-print-directory release)
+	@$(call stage,end-to-end (Playwright in Chromium),$(MAKE) --no-print-directory e2e)
+
+clippy:
+	cargo clippy --features ssr --all-targets -- -D warnings
+	cargo clippy --lib --features hydrate --target $(WASM_TARGET) -- -D warnings
+
+unit-and-integration:
+	@if cargo nextest --version >/dev/null 2>&1; then \
+	  cargo nextest run --features ssr --no-fail-fast; \
+	else cargo test --features ssr --no-fail-fast; fi
+
+release:
+	cargo leptos build --release
+	node scripts/bundle-sizes.mjs target/site/pkg
+
+e2e:
+	rm -rf target/e2e && mkdir -p target/e2e
+	cd end2end && APP_BIN='$(APP_BIN)' playwright test
+
+clean:
+	cargo clean
+	rm -rf target/site target/e2e end2end/test-results end2end/playwright-report

@@ -1,0 +1,63 @@
+import { defineConfig } from '@playwright/test';
+
+// The app under test is the release build (Debian's wasm-opt once broke only release bundles;
+// testing what ships catches that class of bug). The Makefile passes APP_BIN.
+const port = Number(process.env.E2E_APP_PORT ?? 3101);
+const baseURL = `http://localhost:${port}`;
+const appBin = process.env.APP_BIN ?? '../target/release/qentrah-connect';
+
+export default defineConfig({
+  testDir: './tests',
+  timeout: 30_000,
+  expect: { timeout: 10_000 },
+  fullyParallel: true,
+  forbidOnly: !!process.env.CI,
+  retries: 0,
+  workers: 2,
+  reporter: [['list'], ['html', { open: 'never', outputFolder: 'playwright-report' }]],
+  outputDir: 'test-results',
+  use: {
+    baseURL,
+    trace: 'retain-on-failure',
+    screenshot: 'only-on-failure',
+    launchOptions: {
+      // Debian's Chromium: Playwright never downloads a browser here.
+      executablePath: process.env.CHROMIUM_PATH ?? '/usr/bin/chromium',
+      // Without the background-networking flags Chromium keeps calling out to the internet,
+      // which these machines refuse.
+      args: [
+        '--no-sandbox',
+        '--disable-gpu',
+        '--disable-quic',
+        '--no-first-run',
+        '--disable-background-networking',
+        '--disable-component-update',
+        '--disable-sync',
+      ],
+    },
+  },
+  // Every page is tested as it hydrates and as it works with JavaScript off.
+  projects: [
+    { name: 'js', use: { javaScriptEnabled: true } },
+    { name: 'no-js', use: { javaScriptEnabled: false } },
+  ],
+  webServer: {
+    command: appBin,
+    cwd: '..',
+    url: `http://127.0.0.1:${port}/healthz`,
+    reuseExistingServer: false,
+    timeout: 60_000,
+    stdout: 'pipe',
+    stderr: 'pipe',
+    env: {
+      PARTNER_APP_URL: baseURL,
+      LEPTOS_SITE_ADDR: `127.0.0.1:${port}`,
+      DATABASE_URL: process.env.E2E_DATABASE_URL ?? 'sqlite://target/e2e/app.db',
+      QENTRAH_WORKSPACE_API_URL: process.env.E2E_WORKSPACE_URL ?? 'http://localhost:3100',
+      QENTRAH_CLIENT_ID: 'partners_client_dev_public',
+      QENTRAH_CLIENT_SECRET: '',
+      SESSION_SECRET: 'end-to-end-test-session-secret-0123456789',
+      RUST_LOG: 'info',
+    },
+  },
+});

@@ -1,0 +1,23 @@
+//! Qentrah Connect: a Leptos app (server-rendered, hydrated in the browser) that connects a
+//! partner product to a customer's Qentrah Workspace. The server alone holds OAuth tokens; the
+//! browser only ever sees view models.
+//!
+//! The crate is built twice: with `ssr` for the server binary and with `hydrate` for the wasm
+//! bundle. Everything that may only exist on the server lives under [`server`], gated once.
+
+/// The application shell, the root component and its routes.
+pub mod app;
+/// Components and pages. Never imports [`server`].
+pub mod ui;
+
+/// Server-only code: configuration, state, database, sessions, routes.
+#[cfg(feature = "ssr")]
+pub mod server;
+
+/// Browser entry point: hydrates the server-rendered page.
+#[cfg(feature = "hydrate")]
+#[wasm_bindgen::prelude::wasm_bindgen]
+pub fn hydrate() {
+    console_error_panic_hook::set_once();
+    leptos::mount::hydrate_body(app::App);
+}

@@ -1,0 +1,462 @@
+//! Configuration, parsed once at start into typed values.
+//!
+//! Every variable is read here and nowhere else. A missing or invalid value becomes a
+//! [`ConfigError`] naming the variable and the rule it breaks, and never its value: the
+//! secrets among them must not reach a terminal or a log, and a URL may carry credentials.
+
+use std::fmt;
+use std::net::IpAddr;
+use std::path::PathBuf;
+
+use secrecy::{ExposeSecret, SecretString};
+use url::Url;
+
+/// The variables, by the exact names the Qentrah integration brief gives them.
+pub mod var {
+    pub const WORKSPACE_API_URL: &str = "QENTRAH_WORKSPACE_API_URL";
+    pub const CLIENT_ID: &str = "QENTRAH_CLIENT_ID";
+    pub const CLIENT_SECRET: &str = "QENTRAH_CLIENT_SECRET";
+    pub const PARTNER_APP_URL: &str = "PARTNER_APP_URL";
+    pub const SESSION_SECRET: &str = "SESSION_SECRET";
+    pub const DATABASE_URL: &str = "DATABASE_URL";
+}
+
+/// Where the database lives when `DATABASE_URL` is not set: a SQLite file, created on first start.
+pub const DEFAULT_DATABASE_URL: &str = "sqlite://data/qentrah-connect.db";
+
+/// The minimum length of `SESSION_SECRET`, in characters.
+pub const SESSION_SECRET_MIN_CHARS: usize = 32;
+
+/// A configuration value that is missing or breaks its rule.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{variable} {rule}")]
+pub struct ConfigError {
+    /// The variable's name.
+    pub variable: &'static str,
+    /// What the value must be, phrased to follow the name.
+    pub rule: String,
+}
+
+impl ConfigError {
+    fn new(variable: &'static str, rule: impl Into<String>) -> Self {
+        Self {
+            variable,
+            rule: rule.into(),
+        }
+    }
+}
+
+/// The whole configuration of the app.
+#[derive(Debug, Clone)]
+pub struct AppConfig {
+    pub workspace: WorkspaceConfig,
+    pub partner_app_url: PartnerAppUrl,
+    pub session_secret: SessionSecret,
+    pub database: DatabaseUrl,
+}
+
+/// The Qentrah Workspace this app talks to and the OAuth client it is registered as.
+///
+/// Kept in configuration, not constants, so that several Workspaces (and, later, other
+/// providers) can be configured side by side.
+#[derive(Debug, Clone)]
+pub struct WorkspaceConfig {
+    pub api_url: WorkspaceApiUrl,
+    pub client_id: ClientId,
+    /// `None` for a public PKCE client; a confidential server app has one.
+    pub client_secret: Option<ClientSecret>,
+}
+
+impl AppConfig {
+    /// Reads the process environment (after `.env`, which `main` loads first).
+    pub fn from_env() -> Result<Self, ConfigError> {
+        Self::from_lookup(|name| std::env::var(name).ok())
+    }
+
+    /// Builds the configuration from any source of variables, so tests need no process env.
+    pub fn from_lookup(lookup: impl Fn(&str) -> Option<String>) -> Result<Self, ConfigError> {
+        let required = |name: &'static str| {
+            lookup(name)
+                .filter(|value| !value.trim().is_empty())
+                .ok_or_else(|| ConfigError::new(name, "is required but not set"))
+        };
+
+        let api_url = WorkspaceApiUrl::parse(&required(var::WORKSPACE_API_URL)?)?;
+        let client_id = ClientId::parse(&required(var::CLIENT_ID)?)?;
+        let client_secret = match lookup(var::CLIENT_SECRET) {
+            Some(value) if !value.trim().is_empty() => Some(ClientSecret::parse(value)?),
+            _ => None,
+        };
+        let partner_app_url = PartnerAppUrl::parse(&required(var::PARTNER_APP_URL)?)?;
+        let session_secret = SessionSecret::parse(required(var::SESSION_SECRET)?)?;
+        let database = match lookup(var::DATABASE_URL) {
+            Some(value) if !value.trim().is_empty() => DatabaseUrl::parse(&value)?,
+            _ => DatabaseUrl::parse(DEFAULT_DATABASE_URL)?,
+        };
+
+        Ok(Self {
+            workspace: WorkspaceConfig {
+                api_url,
+                client_id,
+                client_secret,
+            },
+            partner_app_url,
+            session_secret,
+            database,
+        })
+    }
+}
+
+/// The Workspace base URL (`QENTRAH_WORKSPACE_API_URL`), without a trailing slash.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct WorkspaceApiUrl(Url);
+
+impl WorkspaceApiUrl {
+    pub fn parse(raw: &str) -> Result<Self, ConfigError> {
+        let name = var::WORKSPACE_API_URL;
+        let url = parse_http_url(name, raw, "http://localhost:3000")?;
+        let mut url = url;
+        // Endpoints are appended to the base (`{base}/oauth/token`), so drop a trailing slash.
+        let trimmed = url.path().trim_end_matches('/').to_owned();
+        url.set_path(&trimmed);
+        Ok(Self(url))
+    }
+
+    /// The base as a string with no trailing slash, ready for `{base}/path`.
+    pub fn as_str(&self) -> &str {
+        self.0.as_str().trim_end_matches('/')
+    }
+
+    pub fn url(&self) -> &Url {
+        &self.0
+    }
+}
+
+/// The public origin of this app (`PARTNER_APP_URL`): scheme, host and port, nothing else.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PartnerAppUrl(Url);
+
+impl PartnerAppUrl {
+    pub fn parse(raw: &str) -> Result<Self, ConfigError> {
+        let name = var::PARTNER_APP_URL;
+        let url = parse_http_url(name, raw, "http://localhost:3001")?;
+        // The callback is `{PARTNER_APP_URL}/api/auth/qentrah/callback` and the session cookie
+        // is scoped to `/`, so the app must own its whole origin.
+        if url.path() != "/" {
+            return Err(ConfigError::new(
+                name,
+                "must be an origin without a path, such as http://localhost:3001",
+            ));
+        }
+        Ok(Self(url))
+    }
+
+    /// The origin with no trailing slash, ready for `{origin}/path`.
+    pub fn origin(&self) -> &str {
+        self.0.as_str().trim_end_matches('/')
+    }
+
+    /// `host[:port]` as a browser sends it in the `Host` header (default ports omitted).
+    pub fn authority(&self) -> String {
+        let host = self.0.host_str().unwrap_or_default();
+        match self.0.port() {
+            Some(port) => format!("{host}:{port}"),
+            None => host.to_owned(),
+        }
+    }
+
+    /// Cookies must be `Secure` (and may use the `__Host-` prefix) only over https.
+    pub fn is_https(&self) -> bool {
+        self.0.scheme() == "https"
+    }
+
+    pub fn url(&self) -> &Url {
+        &self.0
+    }
+}
+
+/// The OAuth client id registered with Qentrah (RFC 6749 §2.2: printable ASCII, no spaces here).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ClientId(String);
+
+impl ClientId {
+    pub fn parse(raw: &str) -> Result<Self, ConfigError> {
+        let value = raw.trim();
+        if !value.bytes().all(|b| b.is_ascii_graphic()) {
+            return Err(ConfigError::new(
+                var::CLIENT_ID,
+                "must be printable ASCII without spaces",
+            ));
+        }
+        Ok(Self(value.to_owned()))
+    }
+
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+/// The client secret of a confidential client.
+///
+/// # Security
+/// Never printed (`Debug` shows `[redacted]`), never serialized, never sent to the browser;
+/// only the token endpoint request reads it.
+#[derive(Clone)]
+pub struct ClientSecret(SecretString);
+
+impl ClientSecret {
+    pub fn parse(raw: String) -> Result<Self, ConfigError> {
+        if !raw.bytes().all(|b| b.is_ascii_graphic()) {
+            return Err(ConfigError::new(
+                var::CLIENT_SECRET,
+                "must be printable ASCII without spaces (leave it empty for a public PKCE client)",
+            ));
+        }
+        Ok(Self(SecretString::from(raw)))
+    }
+
+    pub fn expose(&self) -> &str {
+        self.0.expose_secret()
+    }
+}
+
+impl fmt::Debug for ClientSecret {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("ClientSecret([redacted])")
+    }
+}
+
+/// The secret from which the session-cookie signing key (and later the vault key) is derived.
+///
+/// # Security
+/// Never printed, never serialized; only key derivation reads it.
+#[derive(Clone)]
+pub struct SessionSecret(SecretString);
+
+impl SessionSecret {
+    pub fn parse(raw: String) -> Result<Self, ConfigError> {
+        if raw.chars().count() < SESSION_SECRET_MIN_CHARS {
+            return Err(ConfigError::new(
+                var::SESSION_SECRET,
+                format!("must be at least {SESSION_SECRET_MIN_CHARS} characters long"),
+            ));
+        }
+        Ok(Self(SecretString::from(raw)))
+    }
+
+    pub fn expose(&self) -> &str {
+        self.0.expose_secret()
+    }
+}
+
+impl fmt::Debug for SessionSecret {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("SessionSecret([redacted])")
+    }
+}
+
+/// Where the app's data lives.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum DatabaseUrl {
+    /// A SQLite database file (created with its folder on first start).
+    Sqlite { url: String, file: Option<PathBuf> },
+}
+
+impl DatabaseUrl {
+    pub fn parse(raw: &str) -> Result<Self, ConfigError> {
+        let value = raw.trim();
+        let Some(rest) = value.strip_prefix("sqlite:") else {
+            return Err(ConfigError::new(
+                var::DATABASE_URL,
+                "must be a SQLite URL such as sqlite://data/qentrah-connect.db",
+            ));
+        };
+        let path = rest.trim_start_matches("//");
+        let path = path.split('?').next().unwrap_or_default();
+        if path.is_empty() {
+            return Err(ConfigError::new(
+                var::DATABASE_URL,
+                "must name a SQLite file, such as sqlite://data/qentrah-connect.db",
+            ));
+        }
+        let file = (path != ":memory:").then(|| PathBuf::from(path));
+        Ok(Self::Sqlite {
+            url: value.to_owned(),
+            file,
+        })
+    }
+}
+
+/// Parses an absolute http(s) URL for `name`, enforcing what every URL here must be.
+fn parse_http_url(name: &'static str, raw: &str, example: &str) -> Result<Url, ConfigError> {
+    let invalid = || ConfigError::new(name, format!("must be an absolute URL such as {example}"));
+    let url = Url::parse(raw.trim()).map_err(|_| invalid())?;
+    if !matches!(url.scheme(), "http" | "https") || url.host().is_none() {
+        return Err(invalid());
+    }
+    if !url.username().is_empty() || url.password().is_some() {
+        return Err(ConfigError::new(
+            name,
+            "must not contain a user name or password",
+        ));
+    }
+    if url.query().is_some() || url.fragment().is_some() {
+        return Err(ConfigError::new(name, "must not have a query or fragment"));
+    }
+    // OAuth 2.1 and RFC 9700 §2 require TLS for everything but loopback development.
+    if url.scheme() == "http" && !is_loopback(&url) {
+        return Err(ConfigError::new(
+            name,
+            "must use https (plain http is allowed only for localhost)",
+        ));
+    }
+    Ok(url)
+}
+
+fn is_loopback(url: &Url) -> bool {
+    match url.host() {
+        Some(url::Host::Domain(domain)) => {
+            domain.eq_ignore_ascii_case("localhost") || domain.ends_with(".localhost")
+        }
+        Some(url::Host::Ipv4(ip)) => IpAddr::V4(ip).is_loopback(),
+        Some(url::Host::Ipv6(ip)) => IpAddr::V6(ip).is_loopback(),
+        None => false,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::collections::HashMap;
+
+    const SECRET: &str = "0123456789abcdef0123456789abcdef-dev";
+
+    fn valid() -> HashMap<&'static str, String> {
+        HashMap::from([
+            (var::WORKSPACE_API_URL, "http://localhost:3000/".to_owned()),
+            (var::CLIENT_ID, "partners_client_dev".to_owned()),
+            (var::CLIENT_SECRET, String::new()),
+            (var::PARTNER_APP_URL, "http://localhost:3001".to_owned()),
+            (var::SESSION_SECRET, SECRET.to_owned()),
+        ])
+    }
+
+    fn load(vars: &HashMap<&'static str, String>) -> Result<AppConfig, ConfigError> {
+        AppConfig::from_lookup(|name| vars.get(name).cloned())
+    }
+
+    fn error_for(change: impl FnOnce(&mut HashMap<&'static str, String>)) -> ConfigError {
+        let mut vars = valid();
+        change(&mut vars);
+        load(&vars).expect_err("configuration should be refused")
+    }
+
+    #[test]
+    fn valid_configuration_parses_with_defaults() {
+        let config = load(&valid()).unwrap();
+        assert_eq!(config.workspace.api_url.as_str(), "http://localhost:3000");
+        assert!(config.workspace.client_secret.is_none());
+        assert_eq!(config.partner_app_url.origin(), "http://localhost:3001");
+        assert_eq!(config.partner_app_url.authority(), "localhost:3001");
+        assert!(!config.partner_app_url.is_https());
+        assert_eq!(
+            config.database,
+            DatabaseUrl::Sqlite {
+                url: DEFAULT_DATABASE_URL.to_owned(),
+                file: Some(PathBuf::from("data/qentrah-connect.db")),
+            }
+        );
+    }
+
+    #[test]
+    fn each_required_variable_is_named_when_missing() {
+        for name in [
+            var::WORKSPACE_API_URL,
+            var::CLIENT_ID,
+            var::PARTNER_APP_URL,
+            var::SESSION_SECRET,
+        ] {
+            let err = error_for(|vars| {
+                vars.remove(name);
+            });
+            assert_eq!(err.variable, name);
+            assert_eq!(err.to_string(), format!("{name} is required but not set"));
+        }
+    }
+
+    #[test]
+    fn short_session_secret_is_refused_without_printing_it() {
+        let err = error_for(|vars| {
+            vars.insert(var::SESSION_SECRET, "too-short-but-secret".to_owned());
+        });
+        assert_eq!(err.variable, var::SESSION_SECRET);
+        assert!(!err.to_string().contains("too-short-but-secret"));
+        assert!(err.to_string().contains("at least 32 characters"));
+    }
+
+    #[test]
+    fn malformed_and_unsafe_urls_are_refused() {
+        for (name, value) in [
+            (var::WORKSPACE_API_URL, "not a url"),
+            (var::WORKSPACE_API_URL, "ftp://localhost:3000"),
+            (var::WORKSPACE_API_URL, "http://qentrah.example"),
+            (
+                var::WORKSPACE_API_URL,
+                "https://user:hunter2@qentrah.example",
+            ),
+            (var::WORKSPACE_API_URL, "https://qentrah.example/?x=1"),
+            (var::PARTNER_APP_URL, "localhost:3001"),
+            (var::PARTNER_APP_URL, "https://partner.example/app"),
+        ] {
+            let err = error_for(|vars| {
+                vars.insert(name, value.to_owned());
+            });
+            assert_eq!(err.variable, name, "{value}");
+            assert!(!err.to_string().contains("hunter2"));
+        }
+    }
+
+    #[test]
+    fn https_and_loopback_urls_are_accepted() {
+        for value in [
+            "https://workspace.qentrah.example",
+            "http://127.0.0.1:3000",
+            "http://[::1]:3000",
+            "http://dev.localhost:3000",
+        ] {
+            let mut vars = valid();
+            vars.insert(var::WORKSPACE_API_URL, value.to_owned());
+            assert!(load(&vars).is_ok(), "{value}");
+        }
+        let mut vars = valid();
+        vars.insert(var::PARTNER_APP_URL, "https://partner.example".to_owned());
+        let config = load(&vars).unwrap();
+        assert!(config.partner_app_url.is_https());
+        assert_eq!(config.partner_app_url.authority(), "partner.example");
+    }
+
+    #[test]
+    fn client_secret_is_optional_and_redacted() {
+        let mut vars = valid();
+        vars.insert(var::CLIENT_SECRET, "s3cr3t-value".to_owned());
+        let config = load(&vars).unwrap();
+        let printed = format!("{config:?}");
+        assert!(!printed.contains("s3cr3t-value"));
+        assert!(!printed.contains(SECRET));
+        assert!(printed.contains("[redacted]"));
+    }
+
+    #[test]
+    fn database_url_must_be_sqlite() {
+        let err = error_for(|vars| {
+            vars.insert(var::DATABASE_URL, "mysql://localhost/db".to_owned());
+        });
+        assert_eq!(err.variable, var::DATABASE_URL);
+        let mut vars = valid();
+        vars.insert(var::DATABASE_URL, "sqlite::memory:".to_owned());
+        assert!(matches!(
+            load(&vars).unwrap().database,
+            DatabaseUrl::Sqlite { file: None, .. }
+        ));
+    }
+}

@@ -1,0 +1,138 @@
+//! The HTTP surface: plain axum routes, the Leptos pages, and the layers around them.
+
+use std::time::Duration;
+
+use axum::body::Body;
+use axum::extract::{Request, State};
+use axum::http::{header, HeaderValue, StatusCode};
+use axum::middleware::{self, Next};
+use axum::response::{IntoResponse, Response};
+use axum::routing::get;
+use axum::Router;
+use leptos::prelude::provide_context;
+use leptos_axum::{generate_route_list, LeptosRoutes};
+use tower_http::request_id::{MakeRequestUuid, PropagateRequestIdLayer, SetRequestIdLayer};
+use tower_http::trace::{DefaultOnResponse, TraceLayer};
+
+use super::state::AppState;
+use super::{session, telemetry};
+use crate::app::{shell, App};
+
+/// The whole application router.
+pub fn router(state: AppState) -> Router {
+    let routes = generate_route_list(App);
+    let context_state = state.clone();
+
+    // Pages (and, later, server functions and OAuth routes): canonical host, session.
+    let app = Router::new()
+        .leptos_routes_with_context(
+            &state,
+            routes,
+            move || provide_context(context_state.clone()),
+            {
+                let options = state.leptos_options.clone();
+                move || shell(options.clone())
+            },
+        )
+        .fallback(leptos_axum::file_and_error_handler::<AppState, _>(shell))
+        .layer(session::layer(
+            &state.db,
+            &state.config.partner_app_url,
+            &state.config.session_secret,
+        ))
+        .layer(middleware::from_fn_with_state(
+            state.clone(),
+            redirect_to_canonical_host,
+        ));
+
+    Router::new()
+        .merge(health_router())
+        .merge(app)
+        .with_state(state)
+        // Outermost last: the id is set first, then the span sees it, then it is echoed back.
+        .layer(PropagateRequestIdLayer::x_request_id())
+        .layer(
+            TraceLayer::new_for_http()
+                .make_span_with(telemetry::request_span)
+                .on_response(DefaultOnResponse::new().level(tracing::Level::INFO)),
+        )
+        .layer(SetRequestIdLayer::x_request_id(MakeRequestUuid))
+}
+
+/// `/healthz` and `/readyz`: exempt from the canonical-host redirect so that load balancers and
+/// orchestrators can probe an instance by its address.
+fn health_router() -> Router<AppState> {
+    Router::new()
+        .route("/healthz", get(healthz))
+        .route("/readyz", get(readyz))
+}
+
+/// The process is alive and serving.
+async fn healthz() -> impl IntoResponse {
+    (no_store(), "ok\n")
+}
+
+/// The instance can serve traffic: its database answers.
+async fn readyz(State(state): State<AppState>) -> impl IntoResponse {
+    if super::db::is_reachable(&state.db, Duration::from_secs(2)).await {
+        (StatusCode::OK, no_store(), "ready\n")
+    } else {
+        tracing::warn!("readiness check failed: database unreachable");
+        (
+            StatusCode::SERVICE_UNAVAILABLE,
+            no_store(),
+            "database unreachable\n",
+        )
+    }
+}
+
+fn no_store() -> [(header::HeaderName, HeaderValue); 1] {
+    [(header::CACHE_CONTROL, HeaderValue::from_static("no-store"))]
+}
+
+/// Redirects a request that arrived on another host (say `127.0.0.1` when `PARTNER_APP_URL`
+/// says `localhost`) to the same path on the configured origin.
+///
+/// Cookies are per host: a session or OAuth flow cookie set on one host is invisible on the
+/// other, and the OAuth return always lands on `PARTNER_APP_URL`. 307 keeps the method and
+/// body, and is not cached, so changing `PARTNER_APP_URL` takes effect at once.
+async fn redirect_to_canonical_host(
+    State(state): State<AppState>,
+    request: Request,
+    next: Next,
+) -> Response {
+    let expected = state.config.partner_app_url.authority();
+    let host = request
+        .headers()
+        .get(header::HOST)
+        .and_then(|value| value.to_str().ok())
+        .or_else(|| {
+            request
+                .uri()
+                .authority()
+                .map(|authority| authority.as_str())
+        });
+    if host.is_some_and(|host| host.eq_ignore_ascii_case(&expected)) {
+        return next.run(request).await;
+    }
+
+    let path_and_query = request
+        .uri()
+        .path_and_query()
+        .map(|pq| pq.as_str())
+        .unwrap_or("/");
+    let location = format!(
+        "{}{}",
+        state.config.partner_app_url.origin(),
+        path_and_query
+    );
+    match HeaderValue::from_str(&location) {
+        Ok(location) => Response::builder()
+            .status(StatusCode::TEMPORARY_REDIRECT)
+            .header(header::LOCATION, location)
+            .header(header::CACHE_CONTROL, "no-store")
+            .body(Body::empty())
+            .unwrap_or_else(|_| StatusCode::BAD_REQUEST.into_response()),
+        Err(_) => StatusCode::BAD_REQUEST.into_response(),
+    }
+}

@@ -1,0 +1,138 @@
+//! Browser sessions: a signed, opaque id in a cookie; the session record in the database.
+
+use hkdf::Hkdf;
+use sha2::Sha256;
+use tower_sessions::cookie::{Key, SameSite};
+use tower_sessions::service::SignedCookie;
+use tower_sessions::{Expiry, SessionManagerLayer};
+use tower_sessions_sqlx_store::SqliteStore;
+
+use super::config::{PartnerAppUrl, SessionSecret};
+use super::db::Db;
+
+/// How long a session lives without use.
+pub const SESSION_IDLE_LIFETIME: time::Duration = time::Duration::days(7);
+
+/// The session cookie's name: `__Host-` over https, which browsers accept only with
+/// `Secure`, `Path=/` and no `Domain`, so no subdomain can plant or overwrite it.
+pub fn cookie_name(app_url: &PartnerAppUrl) -> &'static str {
+    if app_url.is_https() {
+        "__Host-qentrah_session"
+    } else {
+        "qentrah_session"
+    }
+}
+
+/// The session layer: HttpOnly, `SameSite=Lax`, `Secure` over https, signed with a key derived
+/// from `SESSION_SECRET`.
+///
+/// `Lax`, not tower-sessions' default `Strict`: the return from Qentrah's consent page is a
+/// cross-site top-level navigation, and a `Strict` cookie would not be sent with it, losing the
+/// flow (RFC 9700 §4.7 relies on the state binding surviving exactly that redirect).
+pub fn layer(
+    db: &Db,
+    app_url: &PartnerAppUrl,
+    secret: &SessionSecret,
+) -> SessionManagerLayer<SqliteStore, SignedCookie> {
+    SessionManagerLayer::new(SqliteStore::new(db.clone()))
+        .with_name(cookie_name(app_url))
+        .with_http_only(true)
+        .with_same_site(SameSite::Lax)
+        .with_secure(app_url.is_https())
+        .with_path("/")
+        .with_expiry(Expiry::OnInactivity(SESSION_IDLE_LIFETIME))
+        .with_signed(cookie_key(secret))
+}
+
+/// Derives the cookie-signing key from `SESSION_SECRET` (HKDF-SHA256, RFC 5869), with its own
+/// `info` so that no other key derived from the same secret can sign cookies.
+///
+/// # Security
+/// The secret is exposed only to the HKDF extract step.
+fn cookie_key(secret: &SessionSecret) -> Key {
+    let hkdf = Hkdf::<Sha256>::new(Some(b"qentrah-connect"), secret.expose().as_bytes());
+    let mut okm = [0u8; 64];
+    // 64 bytes is far below HKDF-SHA256's limit of 255 * 32, so expansion cannot fail.
+    let _ = hkdf.expand(b"session-cookie-signing-v1", &mut okm);
+    Key::from(&okm)
+}
+
+/// Removes expired sessions from the store in the background.
+pub fn spawn_expired_session_cleanup(db: &Db) {
+    use tower_sessions::session_store::ExpiredDeletion;
+    let store = SqliteStore::new(db.clone());
+    tokio::spawn(async move {
+        if let Err(error) = store
+            .continuously_delete_expired(tokio::time::Duration::from_secs(3600))
+            .await
+        {
+            tracing::warn!(%error, "expired-session cleanup stopped");
+        }
+    });
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn cookie_key_is_deterministic_and_secret_specific() {
+        let a = SessionSecret::parse("a".repeat(32)).unwrap();
+        let b = SessionSecret::parse("b".repeat(32)).unwrap();
+        assert_eq!(cookie_key(&a).master(), cookie_key(&a).master());
+        assert_ne!(cookie_key(&a).master(), cookie_key(&b).master());
+    }
+
+    async fn set_cookie_for(app_url: &str) -> String {
+        use axum::{body::Body, http::Request, routing::get, Router};
+        use tower::ServiceExt;
+        use tower_sessions::Session;
+
+        let db = crate::server::db::connect(
+            &crate::server::config::DatabaseUrl::parse("sqlite::memory:").unwrap(),
+        )
+        .await
+        .unwrap();
+        let app_url = PartnerAppUrl::parse(app_url).unwrap();
+        let secret = SessionSecret::parse("s".repeat(40)).unwrap();
+        let router = Router::new()
+            .route(
+                "/",
+                get(|session: Session| async move {
+                    session.insert("k", 1).await.unwrap();
+                }),
+            )
+            .layer(layer(&db, &app_url, &secret));
+        let response = router
+            .oneshot(Request::get("/").body(Body::empty()).unwrap())
+            .await
+            .unwrap();
+        response.headers()["set-cookie"]
+            .to_str()
+            .unwrap()
+            .to_owned()
+    }
+
+    #[tokio::test]
+    async fn session_cookie_is_http_only_lax_and_secure_over_https() {
+        let cookie = set_cookie_for("https://partner.example").await;
+        assert!(cookie.starts_with("__Host-qentrah_session="), "{cookie}");
+        for attribute in ["HttpOnly", "SameSite=Lax", "Secure", "Path=/"] {
+            assert!(cookie.contains(attribute), "{attribute} in {cookie}");
+        }
+        assert!(!cookie.contains("Domain="), "{cookie}");
+
+        let cookie = set_cookie_for("http://localhost:3001").await;
+        assert!(cookie.starts_with("qentrah_session="), "{cookie}");
+        assert!(cookie.contains("HttpOnly") && cookie.contains("SameSite=Lax"));
+        assert!(!cookie.contains("Secure"), "{cookie}");
+    }
+
+    #[test]
+    fn cookie_name_uses_host_prefix_only_over_https() {
+        let https = PartnerAppUrl::parse("https://partner.example").unwrap();
+        let http = PartnerAppUrl::parse("http://localhost:3001").unwrap();
+        assert_eq!(cookie_name(&https), "__Host-qentrah_session");
+        assert_eq!(cookie_name(&http), "qentrah_session");
+    }
+}

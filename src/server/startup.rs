@@ -1,0 +1,117 @@
+//! Start-up: from configuration to a serving application. `main` and the integration tests
+//! both go through here, so the tests run the very app that ships.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use leptos::config::LeptosOptions;
+use tokio::net::TcpListener;
+
+use super::clock::SharedClock;
+use super::config::AppConfig;
+use super::db::{self, DbError};
+use super::state::AppState;
+use super::{routes, session};
+
+/// Why the app could not start.
+#[derive(Debug, thiserror::Error)]
+pub enum StartupError {
+    #[error(transparent)]
+    Db(#[from] DbError),
+    #[error("could not listen on {addr}")]
+    Bind {
+        addr: SocketAddr,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("the server stopped with an error")]
+    Serve(#[source] std::io::Error),
+}
+
+/// A started application: its database is migrated and its listener bound.
+pub struct Application {
+    listener: TcpListener,
+    router: axum::Router,
+    state: AppState,
+}
+
+impl Application {
+    /// Opens the database, migrates it and binds `leptos_options.site_addr`.
+    pub async fn build(
+        config: AppConfig,
+        leptos_options: LeptosOptions,
+        clock: SharedClock,
+    ) -> Result<Self, StartupError> {
+        let addr = leptos_options.site_addr;
+        let listener = TcpListener::bind(addr)
+            .await
+            .map_err(|source| StartupError::Bind { addr, source })?;
+        Self::build_with_listener(config, leptos_options, clock, listener).await
+    }
+
+    /// As [`Application::build`], on a listener the caller bound (tests bind port 0 first, so
+    /// `PARTNER_APP_URL` can name the port).
+    pub async fn build_with_listener(
+        config: AppConfig,
+        leptos_options: LeptosOptions,
+        clock: SharedClock,
+        listener: TcpListener,
+    ) -> Result<Self, StartupError> {
+        let db = db::connect(&config.database).await?;
+        session::spawn_expired_session_cleanup(&db);
+        let state = AppState {
+            leptos_options,
+            config: Arc::new(config),
+            db,
+            clock,
+        };
+        let router = routes::router(state.clone());
+        Ok(Self {
+            listener,
+            router,
+            state,
+        })
+    }
+
+    pub fn local_addr(&self) -> Option<SocketAddr> {
+        self.listener.local_addr().ok()
+    }
+
+    pub fn state(&self) -> &AppState {
+        &self.state
+    }
+
+    /// Serves until `shutdown` resolves, then drains in-flight requests.
+    pub async fn serve(
+        self,
+        shutdown: impl std::future::Future<Output = ()> + Send + 'static,
+    ) -> Result<(), StartupError> {
+        axum::serve(self.listener, self.router.into_make_service())
+            .with_graceful_shutdown(shutdown)
+            .await
+            .map_err(StartupError::Serve)
+    }
+}
+
+/// Resolves on Ctrl-C or SIGTERM (what orchestrators send before killing an instance).
+pub async fn shutdown_signal() {
+    let ctrl_c = async {
+        let _ = tokio::signal::ctrl_c().await;
+    };
+    #[cfg(unix)]
+    let terminate = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut signal) => {
+                signal.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    #[cfg(not(unix))]
+    let terminate = std::future::pending::<()>();
+    tokio::select! {
+        () = ctrl_c => {},
+        () = terminate => {},
+    }
+    tracing::info!("shutdown requested; draining in-flight requests");
+}

@@ -1,0 +1,9 @@
+//! Integration tests: the real app, started in-process on port 0 (one test binary, so the app
+//! is linked once).
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+mod config_errors;
+mod harness;
+mod health;
+mod leptos_config;
+mod pages;
