@@ -76,14 +76,17 @@ test: tools
 	@$(call stage,release build,$(MAKE) --no-print-directory release)
 	@$(call stage,end-to-end (Playwright in Chromium),$(MAKE) --no-print-directory e2e)
 
+# The app's server build needs `ssr`; the dev Workspace crate has no features.
+SERVER_FEATURES := --workspace --features qentrah-connect/ssr
+
 clippy:
-	cargo clippy --features ssr --all-targets -- -D warnings
-	cargo clippy --lib --features hydrate --target $(WASM_TARGET) -- -D warnings
+	cargo clippy $(SERVER_FEATURES) --all-targets -- -D warnings
+	cargo clippy -p qentrah-connect --lib --features hydrate --target $(WASM_TARGET) -- -D warnings
 
 unit-and-integration:
 	@if cargo nextest --version >/dev/null 2>&1; then \
-	  cargo nextest run --features ssr --no-fail-fast; \
-	else cargo test --features ssr --no-fail-fast; fi
+	  cargo nextest run $(SERVER_FEATURES) --no-fail-fast; \
+	else cargo test $(SERVER_FEATURES) --no-fail-fast; fi
 
 release:
 	cargo leptos build --release

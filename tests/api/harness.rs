@@ -58,10 +58,9 @@ pub async fn spawn_app() -> TestApp {
     leptos_options.site_addr = addr;
 
     let clock = ManualClock::new(SystemTime::UNIX_EPOCH + Duration::from_secs(1_800_000_000));
-    let app =
-        Application::build_with_listener(config, leptos_options, Arc::new(clock), listener)
-            .await
-            .unwrap();
+    let app = Application::build_with_listener(config, leptos_options, Arc::new(clock), listener)
+        .await
+        .unwrap();
     tokio::spawn(app.serve(std::future::pending()));
 
     let client = reqwest::Client::builder()

@@ -1,0 +1,313 @@
+//! The Qentrah dev Workspace: a strict local emulator of Qentrah's authorization server
+//! (OAuth 2.1 with PKCE, RFC 8707 resources, RFC 9207 `iss`, RFC 7009 revocation, RFC 8414
+//! metadata) and of its partner API, with a control API to put it into any state.
+//!
+//! Start it in-process with [`start`] (tests use port 0), or run the `qentrah-dev-workspace`
+//! binary (127.0.0.1:3000 by default).
+
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use axum::body::{to_bytes, Body};
+use axum::extract::{Request, State};
+use axum::http::{header, HeaderValue, StatusCode};
+use axum::middleware::{self, Next};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use axum::Router;
+use tokio::net::TcpListener;
+use tokio::sync::oneshot;
+
+pub mod control;
+mod html;
+pub mod oauth;
+mod params;
+pub mod partner;
+pub mod seed;
+pub mod state;
+
+pub use control::{ConnectionView, Control};
+pub use state::{ClientRegistration, Counters, Endpoint, Failure, LoggedRequest, TokenQuirks};
+
+use state::{SharedWorld, World};
+
+/// The public client registered by default (matches the app's `.env.example`).
+pub const PUBLIC_CLIENT_ID: &str = "partners_client_dev_public";
+/// The confidential client registered by default.
+pub const CONFIDENTIAL_CLIENT_ID: &str = "partners_client_dev_confidential";
+/// Its secret. Development only.
+pub const CONFIDENTIAL_CLIENT_SECRET: &str = "dev-confidential-client-secret-0123456789";
+/// The callback path of the partner app, appended to `PARTNER_APP_URL`.
+pub const CALLBACK_PATH: &str = "/api/auth/qentrah/callback";
+/// The default access-token lifetime.
+pub const DEFAULT_ACCESS_TOKEN_TTL: Duration = Duration::from_secs(3600);
+/// Request bodies larger than this are refused (413).
+const MAX_BODY: usize = 64 * 1024;
+
+/// How to run a dev Workspace.
+#[derive(Debug, Clone)]
+pub struct DevWorkspaceConfig {
+    /// Where to listen; port 0 picks a free one.
+    pub listen: SocketAddr,
+    /// The base URL clients use (and the issuer). Default: `http://{listen address}`.
+    pub public_url: Option<String>,
+    pub clients: Vec<ClientRegistration>,
+    pub access_token_ttl: Duration,
+}
+
+impl DevWorkspaceConfig {
+    /// The default clients, with redirect URIs for a partner app at `partner_app_url`.
+    pub fn default_clients(partner_app_url: &str) -> Vec<ClientRegistration> {
+        let redirect_uri = format!("{}{CALLBACK_PATH}", partner_app_url.trim_end_matches('/'));
+        vec![
+            ClientRegistration {
+                client_id: PUBLIC_CLIENT_ID.to_owned(),
+                client_secret: None,
+                redirect_uris: vec![redirect_uri.clone()],
+                approved: true,
+            },
+            ClientRegistration {
+                client_id: CONFIDENTIAL_CLIENT_ID.to_owned(),
+                client_secret: Some(CONFIDENTIAL_CLIENT_SECRET.to_owned()),
+                redirect_uris: vec![redirect_uri],
+                approved: true,
+            },
+        ]
+    }
+
+    /// Loopback on a free port, default clients for `partner_app_url`.
+    pub fn for_tests(partner_app_url: &str) -> Self {
+        Self {
+            listen: SocketAddr::from(([127, 0, 0, 1], 0)),
+            public_url: None,
+            clients: Self::default_clients(partner_app_url),
+            access_token_ttl: DEFAULT_ACCESS_TOKEN_TTL,
+        }
+    }
+}
+
+/// A running dev Workspace. Dropping it stops the server.
+pub struct DevWorkspace {
+    /// The base URL (no trailing slash): `QENTRAH_WORKSPACE_API_URL` for the app.
+    pub base_url: String,
+    pub addr: SocketAddr,
+    pub control: Control,
+    shutdown: Option<oneshot::Sender<()>>,
+    task: Option<tokio::task::JoinHandle<()>>,
+}
+
+impl DevWorkspace {
+    /// Serves until the returned future is dropped or `stop` is called.
+    pub async fn stop(mut self) {
+        if let Some(tx) = self.shutdown.take() {
+            let _ = tx.send(());
+        }
+        if let Some(task) = self.task.take() {
+            let _ = task.await;
+        }
+    }
+
+    /// Runs until `signal` resolves (for the binary).
+    pub async fn run_until(mut self, signal: impl std::future::Future<Output = ()>) {
+        signal.await;
+        if let Some(tx) = self.shutdown.take() {
+            let _ = tx.send(());
+        }
+        if let Some(task) = self.task.take() {
+            let _ = task.await;
+        }
+    }
+}
+
+impl Drop for DevWorkspace {
+    fn drop(&mut self) {
+        if let Some(tx) = self.shutdown.take() {
+            let _ = tx.send(());
+        }
+    }
+}
+
+/// Binds, seeds and starts a dev Workspace in the background.
+pub async fn start(config: DevWorkspaceConfig) -> std::io::Result<DevWorkspace> {
+    let listener = TcpListener::bind(config.listen).await?;
+    let addr = listener.local_addr()?;
+    let base_url = config
+        .public_url
+        .clone()
+        .unwrap_or_else(|| format!("http://{addr}"))
+        .trim_end_matches('/')
+        .to_owned();
+    let world = SharedWorld::new(World::new(
+        base_url.clone(),
+        config.clients,
+        config.access_token_ttl,
+    ));
+    let app = router(world.clone());
+    let (tx, rx) = oneshot::channel::<()>();
+    let task = tokio::spawn(async move {
+        let serve = axum::serve(
+            listener,
+            app.into_make_service_with_connect_info::<SocketAddr>(),
+        )
+        .with_graceful_shutdown(async move {
+            let _ = rx.await;
+        });
+        if let Err(error) = serve.await {
+            tracing::error!(%error, "dev Workspace stopped");
+        }
+    });
+    Ok(DevWorkspace {
+        base_url,
+        addr,
+        control: Control::new(world),
+        shutdown: Some(tx),
+        task: Some(task),
+    })
+}
+
+/// The whole router: authorization server, partner API, control API.
+pub fn router(world: SharedWorld) -> Router {
+    let public = Router::new()
+        .route("/", get(home))
+        .route(
+            "/.well-known/oauth-authorization-server",
+            get(oauth::metadata),
+        )
+        .route("/oauth/authorize", get(oauth::authorize))
+        .route("/oauth/authorize/decision", post(oauth::decision))
+        .route("/oauth/token", post(oauth::token))
+        .route("/oauth/revoke", post(oauth::revoke))
+        .route(
+            "/api/v1/partner/organizations/{organization_id}/me",
+            get(partner::me),
+        )
+        .route(
+            "/api/v1/partner/organizations/{organization_id}/clients",
+            get(partner::clients),
+        )
+        .route(
+            "/api/v1/partner/organizations/{organization_id}/properties",
+            get(partner::properties),
+        )
+        .layer(middleware::from_fn_with_state(world.clone(), observe));
+    let control = control::router().layer(middleware::from_fn(control::loopback_only));
+    public.merge(control).with_state(world)
+}
+
+async fn home() -> impl IntoResponse {
+    axum::response::Html(html::page(
+        "Qentrah dev Workspace",
+        "<h1>Qentrah dev Workspace</h1><p>A local emulator of Qentrah's authorization server and partner API.</p>\
+         <p><a href=\"/__dev\">Control page</a> · <a href=\"/.well-known/oauth-authorization-server\">Metadata</a></p>",
+    ))
+}
+
+/// Parameters whose values are secrets: never kept in the request log.
+const SECRET_PARAMS: [&str; 6] = [
+    "code",
+    "code_verifier",
+    "refresh_token",
+    "client_secret",
+    "token",
+    "access_token",
+];
+
+fn redact(pairs: &[(String, String)]) -> Vec<(String, String)> {
+    pairs
+        .iter()
+        .map(|(name, value)| {
+            let value = if SECRET_PARAMS.contains(&name.as_str()) {
+                "[redacted]".to_owned()
+            } else {
+                value.clone()
+            };
+            (name.clone(), value)
+        })
+        .collect()
+}
+
+/// Logs each request (redacted), applies configured latency, and serves canned failures.
+async fn observe(State(world): State<SharedWorld>, request: Request, next: Next) -> Response {
+    let (parts, body) = request.into_parts();
+    let Ok(bytes) = to_bytes(body, MAX_BODY).await else {
+        return (StatusCode::PAYLOAD_TOO_LARGE, "request body too large\n").into_response();
+    };
+    let path = parts.uri.path().to_owned();
+    let endpoint = state::Endpoint::for_path(&path);
+    let query = params::Params::parse(parts.uri.query().unwrap_or_default())
+        .map(|p| redact(p.pairs()))
+        .unwrap_or_default();
+    let form = std::str::from_utf8(&bytes)
+        .ok()
+        .and_then(|body| params::Params::parse(body).ok())
+        .map(|p| redact(p.pairs()))
+        .unwrap_or_default();
+    let authorization = parts
+        .headers
+        .get(header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .map(|v| v.split(' ').next().unwrap_or_default().to_owned());
+    let method = parts.method.to_string();
+
+    let latency = {
+        let mut w = world.lock();
+        if matches!(
+            endpoint,
+            Some(Endpoint::Me | Endpoint::Clients | Endpoint::Properties)
+        ) {
+            w.counters.partner_api_requests += 1;
+        }
+        endpoint.and_then(|e| w.latency.get(&e).copied())
+    };
+    if let Some(latency) = latency {
+        tokio::time::sleep(latency).await;
+    }
+    let failure = endpoint.and_then(|e| world.lock().take_failure(e));
+    let response = match failure {
+        Some(failure) => failure_response(failure),
+        None => {
+            next.run(Request::from_parts(parts, Body::from(bytes)))
+                .await
+        }
+    };
+
+    let mut w = world.lock();
+    let at = w.now_secs();
+    w.record(LoggedRequest {
+        at,
+        method,
+        path,
+        query,
+        form,
+        authorization,
+        status: response.status().as_u16(),
+    });
+    response
+}
+
+fn failure_response(failure: Failure) -> Response {
+    let status = StatusCode::from_u16(failure.status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
+    // No body given: a JSON document cut off mid-way, as a crashing proxy might send.
+    let body = failure
+        .body
+        .unwrap_or_else(|| "{\"data\": [{\"id\": \"cli_".to_owned());
+    let content_type = failure
+        .content_type
+        .unwrap_or_else(|| "application/json".to_owned());
+    let mut response = (status, body).into_response();
+    if let Ok(value) = HeaderValue::from_str(&content_type) {
+        response.headers_mut().insert(header::CONTENT_TYPE, value);
+    }
+    for (name, value) in failure.headers {
+        if let (Ok(name), Ok(value)) = (
+            header::HeaderName::from_bytes(name.as_bytes()),
+            HeaderValue::from_str(&value),
+        ) {
+            response.headers_mut().insert(name, value);
+        }
+    }
+    response
+}
+
+#[cfg(test)]
+mod tests;

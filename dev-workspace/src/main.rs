@@ -1,0 +1,82 @@
+//! `qentrah-dev-workspace`: the emulator as a process, for `make dev` and the browser tests.
+
+use std::net::SocketAddr;
+use std::process::ExitCode;
+use std::time::Duration;
+
+use qentrah_dev_workspace::{
+    start, DevWorkspaceConfig, CONFIDENTIAL_CLIENT_ID, CONFIDENTIAL_CLIENT_SECRET,
+    DEFAULT_ACCESS_TOKEN_TTL, PUBLIC_CLIENT_ID,
+};
+
+fn fail(message: &str) -> ExitCode {
+    eprintln!("qentrah-dev-workspace: {message}");
+    ExitCode::from(2)
+}
+
+#[tokio::main]
+async fn main() -> ExitCode {
+    // Shares the app's `.env` (for PARTNER_APP_URL); the real environment wins.
+    let _ = dotenvy::dotenv();
+    let filter = tracing_subscriber::EnvFilter::try_from_env("DEV_WORKSPACE_LOG")
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    let _ = tracing_subscriber::fmt().with_env_filter(filter).try_init();
+
+    let var = |name: &str| std::env::var(name).ok().filter(|v| !v.trim().is_empty());
+    let listen: SocketAddr = match var("DEV_WORKSPACE_ADDR")
+        .unwrap_or_else(|| "127.0.0.1:3000".to_owned())
+        .parse()
+    {
+        Ok(addr) => addr,
+        Err(_) => return fail("DEV_WORKSPACE_ADDR must be an address such as 127.0.0.1:3000"),
+    };
+    let public_url =
+        var("DEV_WORKSPACE_URL").unwrap_or_else(|| format!("http://localhost:{}", listen.port()));
+    if url::Url::parse(&public_url).is_err() {
+        return fail("DEV_WORKSPACE_URL must be an absolute URL such as http://localhost:3000");
+    }
+    let partner_app_url =
+        var("PARTNER_APP_URL").unwrap_or_else(|| "http://localhost:3001".to_owned());
+    if url::Url::parse(&partner_app_url).is_err() {
+        return fail("PARTNER_APP_URL must be an absolute URL such as http://localhost:3001");
+    }
+    let access_token_ttl = match var("DEV_WORKSPACE_ACCESS_TOKEN_TTL_SECS") {
+        None => DEFAULT_ACCESS_TOKEN_TTL,
+        Some(raw) => match raw.parse::<u64>() {
+            Ok(secs) if secs > 0 => Duration::from_secs(secs),
+            _ => {
+                return fail("DEV_WORKSPACE_ACCESS_TOKEN_TTL_SECS must be a positive whole number")
+            }
+        },
+    };
+
+    let config = DevWorkspaceConfig {
+        listen,
+        public_url: Some(public_url),
+        clients: DevWorkspaceConfig::default_clients(&partner_app_url),
+        access_token_ttl,
+    };
+    let workspace = match start(config).await {
+        Ok(workspace) => workspace,
+        Err(error) => return fail(&format!("could not listen on {listen}: {error}")),
+    };
+    println!(
+        "Qentrah dev Workspace on {} (listening on {})",
+        workspace.base_url, workspace.addr
+    );
+    println!("  public client:       {PUBLIC_CLIENT_ID}");
+    println!(
+        "  confidential client: {CONFIDENTIAL_CLIENT_ID} (secret {CONFIDENTIAL_CLIENT_SECRET})"
+    );
+    println!(
+        "  redirect URI:        {}/api/auth/qentrah/callback",
+        partner_app_url.trim_end_matches('/')
+    );
+    println!("  control page:        {}/__dev", workspace.base_url);
+    workspace
+        .run_until(async {
+            let _ = tokio::signal::ctrl_c().await;
+        })
+        .await;
+    ExitCode::SUCCESS
+}
