@@ -59,11 +59,15 @@ tools-e2e:
 
 ## ---- Running ------------------------------------------------------------------------------
 
-# Listens on the port of PARTNER_APP_URL (from the environment, else .env).
+# The dev Workspace on QENTRAH_WORKSPACE_API_URL and the app on PARTNER_APP_URL (both from the
+# environment, else .env); Ctrl-C stops both.
 dev: tools-rust .env
+	cargo build -p qentrah-dev-workspace
 	@url="$${PARTNER_APP_URL:-$$(sed -n 's/^PARTNER_APP_URL=//p' .env | tail -n1)}"; \
 	port="$$(echo "$$url" | sed -E 's#^[a-z]+://[^/:]+:?([0-9]*).*#\1#')"; \
 	port="$${port:-80}"; \
+	'$(TARGET_DIR)/debug/qentrah-dev-workspace' & workspace=$$!; \
+	trap 'kill $$workspace 2>/dev/null || true' EXIT INT TERM; \
 	echo "--> serving $$url (listening on 127.0.0.1:$$port)"; \
 	LEPTOS_SITE_ADDR="127.0.0.1:$$port" cargo leptos watch
 

@@ -10,7 +10,7 @@ const rows = [];
 let total = { raw: 0, gzip: 0, brotli: 0 };
 for (const name of readdirSync(dir).sort()) {
   const path = join(dir, name);
-  if (!statSync(path).isFile()) continue;
+  if (!statSync(path).isFile() || !/\.(wasm|js|css)$/.test(name)) continue;
   const data = readFileSync(path);
   const sizes = {
     raw: data.length,

@@ -23,18 +23,27 @@ async fn main() -> ExitCode {
     let _ = tracing_subscriber::fmt().with_env_filter(filter).try_init();
 
     let var = |name: &str| std::env::var(name).ok().filter(|v| !v.trim().is_empty());
+    // By default the emulator is the Workspace the app is configured for, so that the app's
+    // QENTRAH_WORKSPACE_API_URL is the one source of its address.
+    let public_url = var("DEV_WORKSPACE_URL")
+        .or_else(|| var("QENTRAH_WORKSPACE_API_URL"))
+        .unwrap_or_else(|| "http://localhost:3000".to_owned());
+    let Some(public_port) = url::Url::parse(&public_url)
+        .ok()
+        .filter(|u| u.scheme() == "http")
+        .and_then(|u| u.port_or_known_default())
+    else {
+        return fail(
+            "DEV_WORKSPACE_URL (or QENTRAH_WORKSPACE_API_URL) must be an http URL such as http://localhost:3000",
+        );
+    };
     let listen: SocketAddr = match var("DEV_WORKSPACE_ADDR")
-        .unwrap_or_else(|| "127.0.0.1:3000".to_owned())
+        .unwrap_or_else(|| format!("127.0.0.1:{public_port}"))
         .parse()
     {
         Ok(addr) => addr,
         Err(_) => return fail("DEV_WORKSPACE_ADDR must be an address such as 127.0.0.1:3000"),
     };
-    let public_url =
-        var("DEV_WORKSPACE_URL").unwrap_or_else(|| format!("http://localhost:{}", listen.port()));
-    if url::Url::parse(&public_url).is_err() {
-        return fail("DEV_WORKSPACE_URL must be an absolute URL such as http://localhost:3000");
-    }
     let partner_app_url =
         var("PARTNER_APP_URL").unwrap_or_else(|| "http://localhost:3001".to_owned());
     if url::Url::parse(&partner_app_url).is_err() {
@@ -75,7 +84,18 @@ async fn main() -> ExitCode {
     println!("  control page:        {}/__dev", workspace.base_url);
     workspace
         .run_until(async {
-            let _ = tokio::signal::ctrl_c().await;
+            let terminate = async {
+                match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+                    Ok(mut signal) => {
+                        signal.recv().await;
+                    }
+                    Err(_) => std::future::pending::<()>().await,
+                }
+            };
+            tokio::select! {
+                _ = tokio::signal::ctrl_c() => {},
+                () = terminate => {},
+            }
         })
         .await;
     ExitCode::SUCCESS
