@@ -5,7 +5,8 @@ use leptos_router::{
     path,
 };
 
-use crate::ui::{layout::SiteHeader, pages::HomePage, pages::NotFoundPage};
+use crate::ui::layout::SiteHeader;
+use crate::ui::pages::{ConnectFailedPage, HomePage, NotFoundPage};
 
 /// The HTML document the server renders around [`App`].
 pub fn shell(options: LeptosOptions) -> impl IntoView {
@@ -52,6 +53,7 @@ pub fn App() -> impl IntoView {
             <main id="main" class="page">
                 <Routes fallback=NotFoundPage>
                     <Route path=path!("") view=HomePage/>
+                    <Route path=path!("/connect/failed") view=ConnectFailedPage/>
                 </Routes>
             </main>
         </Router>

@@ -5,8 +5,12 @@
 //! The crate is built twice: with `ssr` for the server binary and with `hydrate` for the wasm
 //! bundle. Everything that may only exist on the server lives under [`server`], gated once.
 
+/// Server functions and the browser-safe error they return.
+pub mod api;
 /// The application shell, the root component and its routes.
 pub mod app;
+/// View models: what the browser may know.
+pub mod domain;
 /// Components and pages. Never imports [`server`].
 pub mod ui;
 

@@ -5,7 +5,7 @@ use std::sync::Arc;
 
 use qentrah_connect::server::clock::SystemClock;
 use qentrah_connect::server::startup::{shutdown_signal, Application};
-use qentrah_connect::server::{telemetry, AppConfig};
+use qentrah_connect::server::{error_chain, telemetry, AppConfig};
 
 /// The file the server reads its Leptos runtime options from (overridable by `LEPTOS_*`).
 const LEPTOS_CONFIG_FILE: &str = "Leptos.toml";
@@ -55,15 +55,4 @@ async fn main() -> ExitCode {
 fn fail(message: &str) -> ExitCode {
     eprintln!("qentrah-connect: {message}");
     ExitCode::from(2)
-}
-
-fn error_chain(error: &dyn std::error::Error) -> String {
-    let mut line = error.to_string();
-    let mut source = error.source();
-    while let Some(cause) = source {
-        line.push_str(": ");
-        line.push_str(&cause.to_string());
-        source = cause.source();
-    }
-    line
 }

@@ -160,6 +160,12 @@ impl Control {
         self.world.lock().log.clone()
     }
 
+    /// Every code and token issued and PKCE verifier received so far (for leak tests; the
+    /// request log never has them).
+    pub fn issued_secrets(&self) -> Vec<String> {
+        self.world.lock().issued_secrets.clone()
+    }
+
     pub fn counters(&self) -> Counters {
         self.world.lock().counters
     }
@@ -214,6 +220,7 @@ pub fn router() -> Router<SharedWorld> {
         .route("/__dev/state", get(state))
         .route("/__dev/requests", get(requests))
         .route("/__dev/counters", get(counters))
+        .route("/__dev/issued-secrets", get(issued_secrets))
         .route("/__dev/reset", post(reset))
         .route(
             "/__dev/organizations/{org}/{action}",
@@ -328,6 +335,10 @@ async fn state(State(world): State<SharedWorld>) -> Json<Value> {
 
 async fn requests(State(world): State<SharedWorld>) -> Json<Vec<LoggedRequest>> {
     Json(control(&world).requests())
+}
+
+async fn issued_secrets(State(world): State<SharedWorld>) -> Json<Vec<String>> {
+    Json(control(&world).issued_secrets())
 }
 
 async fn counters(State(world): State<SharedWorld>) -> Json<Counters> {

@@ -480,6 +480,7 @@ pub async fn decision(
             },
         );
         w.counters.codes_issued += 1;
+        w.issued_secrets.push(code.clone());
     }
     redirect_back(
         &pending.redirect_uri,
@@ -716,6 +717,7 @@ fn authorization_code_grant(
     }
 
     let mut w = world.lock();
+    w.issued_secrets.push(verifier.to_owned());
     let now = w.now();
     let Some(record) = w.codes.get(code).cloned() else {
         return Err(OAuthError::new(

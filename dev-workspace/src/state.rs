@@ -242,6 +242,9 @@ pub struct World {
     pub clock_offset: Duration,
     pub log: Vec<LoggedRequest>,
     pub counters: Counters,
+    /// Every code and token this Workspace handed out, and every PKCE verifier it received,
+    /// so leak tests know what to look for.
+    pub issued_secrets: Vec<String>,
     next_grant: u64,
 }
 
@@ -272,6 +275,7 @@ impl World {
             clock_offset: Duration::ZERO,
             log: Vec::new(),
             counters: Counters::default(),
+            issued_secrets: Vec::new(),
             next_grant: 1,
         }
     }
@@ -330,6 +334,7 @@ impl World {
     pub fn mint_tokens(&mut self, grant_id: &str, with_refresh: bool) -> Option<MintedTokens> {
         let grant = self.grants.get(grant_id)?.clone();
         let access_token = random_token("qat");
+        self.issued_secrets.push(access_token.clone());
         let expires_at = self.now() + self.access_token_ttl;
         self.access_tokens.insert(
             access_token.clone(),
@@ -343,6 +348,7 @@ impl World {
         );
         let refresh_token = with_refresh.then(|| {
             let token = random_token("qrt");
+            self.issued_secrets.push(token.clone());
             self.refresh_tokens.insert(
                 token.clone(),
                 RefreshTokenRecord {

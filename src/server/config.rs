@@ -19,7 +19,13 @@ pub mod var {
     pub const PARTNER_APP_URL: &str = "PARTNER_APP_URL";
     pub const SESSION_SECRET: &str = "SESSION_SECRET";
     pub const DATABASE_URL: &str = "DATABASE_URL";
+    pub const SCOPES: &str = "QENTRAH_SCOPES";
+    pub const TOKEN_VAULT_KEY: &str = "TOKEN_VAULT_KEY";
+    pub const TOKEN_VAULT_PREVIOUS_KEYS: &str = "TOKEN_VAULT_PREVIOUS_KEYS";
 }
+
+/// The scopes requested when `QENTRAH_SCOPES` is not set: the brief's set.
+pub const DEFAULT_SCOPES: &str = "organization:read client:read property:read offline_access";
 
 /// Where the database lives when `DATABASE_URL` is not set: a SQLite file, created on first start.
 pub const DEFAULT_DATABASE_URL: &str = "sqlite://data/qentrah-connect.db";
@@ -53,6 +59,62 @@ pub struct AppConfig {
     pub partner_app_url: PartnerAppUrl,
     pub session_secret: SessionSecret,
     pub database: DatabaseUrl,
+    pub vault: VaultKeys,
+}
+
+/// Keys for the token vault: the current one (absent: derived from `SESSION_SECRET`) and
+/// earlier ones that still decrypt rows written before a rotation.
+#[derive(Debug, Clone)]
+pub struct VaultKeys {
+    pub current: Option<VaultKeyMaterial>,
+    pub previous: Vec<VaultKeyMaterial>,
+}
+
+/// 32 bytes of key material for the vault's AEAD.
+///
+/// # Security
+/// Never printed, never serialized; only the vault's cipher reads it.
+pub struct VaultKeyMaterial(secrecy::SecretBox<[u8; 32]>);
+
+impl Clone for VaultKeyMaterial {
+    fn clone(&self) -> Self {
+        Self::from_bytes(*self.expose())
+    }
+}
+
+impl VaultKeyMaterial {
+    /// Parses base64 (standard or URL-safe, padding optional) of exactly 32 bytes.
+    pub fn parse(name: &'static str, raw: &str) -> Result<Self, ConfigError> {
+        use base64::engine::general_purpose::{STANDARD_NO_PAD, URL_SAFE_NO_PAD};
+        use base64::Engine;
+        let trimmed = raw.trim().trim_end_matches('=');
+        let bytes = STANDARD_NO_PAD
+            .decode(trimmed)
+            .or_else(|_| URL_SAFE_NO_PAD.decode(trimmed))
+            .ok()
+            .and_then(|bytes| <[u8; 32]>::try_from(bytes.as_slice()).ok())
+            .ok_or_else(|| {
+                ConfigError::new(
+                    name,
+                    "must be 32 random bytes in base64 (e.g. `openssl rand -base64 32`)",
+                )
+            })?;
+        Ok(Self(secrecy::SecretBox::new(Box::new(bytes))))
+    }
+
+    pub fn from_bytes(bytes: [u8; 32]) -> Self {
+        Self(secrecy::SecretBox::new(Box::new(bytes)))
+    }
+
+    pub fn expose(&self) -> &[u8; 32] {
+        self.0.expose_secret()
+    }
+}
+
+impl fmt::Debug for VaultKeyMaterial {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("VaultKeyMaterial([redacted])")
+    }
 }
 
 /// The Qentrah Workspace this app talks to and the OAuth client it is registered as.
@@ -65,6 +127,53 @@ pub struct WorkspaceConfig {
     pub client_id: ClientId,
     /// `None` for a public PKCE client; a confidential server app has one.
     pub client_secret: Option<ClientSecret>,
+    /// The scopes to request: the smallest set the product's features need.
+    pub scopes: Scopes,
+}
+
+/// OAuth scopes (`QENTRAH_SCOPES`, space-separated).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Scopes(Vec<String>);
+
+impl Scopes {
+    pub fn parse(raw: &str) -> Result<Self, ConfigError> {
+        let mut scopes: Vec<String> = Vec::new();
+        for scope in raw.split_ascii_whitespace() {
+            // RFC 6749 §3.3: scope-token = 1*( %x21 / %x23-5B / %x5D-7E )
+            if !scope
+                .bytes()
+                .all(|b| b == 0x21 || (0x23..=0x5B).contains(&b) || (0x5D..=0x7E).contains(&b))
+            {
+                return Err(ConfigError::new(
+                    var::SCOPES,
+                    "must be scope names separated by spaces",
+                ));
+            }
+            if !scopes.iter().any(|s| s == scope) {
+                scopes.push(scope.to_owned());
+            }
+        }
+        if scopes.is_empty() {
+            return Err(ConfigError::new(
+                var::SCOPES,
+                "must name at least one scope",
+            ));
+        }
+        Ok(Self(scopes))
+    }
+
+    pub fn iter(&self) -> impl Iterator<Item = &str> {
+        self.0.iter().map(String::as_str)
+    }
+
+    pub fn contains(&self, scope: &str) -> bool {
+        self.0.iter().any(|s| s == scope)
+    }
+
+    /// The space-separated form sent on the wire.
+    pub fn to_param(&self) -> String {
+        self.0.join(" ")
+    }
 }
 
 impl AppConfig {
@@ -89,6 +198,22 @@ impl AppConfig {
         };
         let partner_app_url = PartnerAppUrl::parse(&required(var::PARTNER_APP_URL)?)?;
         let session_secret = SessionSecret::parse(required(var::SESSION_SECRET)?)?;
+        let scopes = match lookup(var::SCOPES) {
+            Some(value) if !value.trim().is_empty() => Scopes::parse(&value)?,
+            _ => Scopes::parse(DEFAULT_SCOPES)?,
+        };
+        let current = match lookup(var::TOKEN_VAULT_KEY) {
+            Some(value) if !value.trim().is_empty() => {
+                Some(VaultKeyMaterial::parse(var::TOKEN_VAULT_KEY, &value)?)
+            }
+            _ => None,
+        };
+        let previous = lookup(var::TOKEN_VAULT_PREVIOUS_KEYS)
+            .unwrap_or_default()
+            .split(',')
+            .filter(|key| !key.trim().is_empty())
+            .map(|key| VaultKeyMaterial::parse(var::TOKEN_VAULT_PREVIOUS_KEYS, key))
+            .collect::<Result<Vec<_>, _>>()?;
         let database = match lookup(var::DATABASE_URL) {
             Some(value) if !value.trim().is_empty() => DatabaseUrl::parse(&value)?,
             _ => DatabaseUrl::parse(DEFAULT_DATABASE_URL)?,
@@ -99,10 +224,12 @@ impl AppConfig {
                 api_url,
                 client_id,
                 client_secret,
+                scopes,
             },
             partner_app_url,
             session_secret,
             database,
+            vault: VaultKeys { current, previous },
         })
     }
 }
@@ -444,6 +571,40 @@ mod tests {
         assert!(!printed.contains("s3cr3t-value"));
         assert!(!printed.contains(SECRET));
         assert!(printed.contains("[redacted]"));
+    }
+
+    #[test]
+    fn scopes_default_to_the_brief_and_can_be_narrowed() {
+        let config = load(&valid()).unwrap();
+        assert_eq!(config.workspace.scopes.to_param(), DEFAULT_SCOPES);
+        let mut vars = valid();
+        vars.insert(
+            var::SCOPES,
+            " organization:read  organization:read ".to_owned(),
+        );
+        assert_eq!(
+            load(&vars).unwrap().workspace.scopes.to_param(),
+            "organization:read"
+        );
+        vars.insert(var::SCOPES, "bad\"scope".to_owned());
+        assert_eq!(load(&vars).unwrap_err().variable, var::SCOPES);
+    }
+
+    #[test]
+    fn vault_keys_must_be_32_bytes_of_base64() {
+        let mut vars = valid();
+        let key = "q83vEjRWeJC6vN7wEjRWeJC6vN7wEjRWeJC6vN7wEjQ=";
+        vars.insert(var::TOKEN_VAULT_KEY, key.to_owned());
+        vars.insert(var::TOKEN_VAULT_PREVIOUS_KEYS, format!("{key},{key}"));
+        let config = load(&vars).unwrap();
+        assert!(config.vault.current.is_some());
+        assert_eq!(config.vault.previous.len(), 2);
+        assert!(!format!("{config:?}").contains(key));
+
+        vars.insert(var::TOKEN_VAULT_KEY, "c2hvcnQ=".to_owned());
+        let err = load(&vars).unwrap_err();
+        assert_eq!(err.variable, var::TOKEN_VAULT_KEY);
+        assert!(!err.to_string().contains("c2hvcnQ"));
     }
 
     #[test]

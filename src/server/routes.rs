@@ -34,6 +34,7 @@ pub fn router(state: AppState) -> Router {
                 move || shell(options.clone())
             },
         )
+        .merge(super::oauth::routes::router())
         .fallback(leptos_axum::file_and_error_handler::<AppState, _>(shell))
         .layer(session::layer(
             &state.db,

@@ -1,6 +1,7 @@
 //! Browser sessions: a signed, opaque id in a cookie; the session record in the database.
 
 use hkdf::Hkdf;
+use serde::{Deserialize, Serialize};
 use sha2::Sha256;
 use tower_sessions::cookie::{Key, SameSite};
 use tower_sessions::service::SignedCookie;
@@ -55,6 +56,83 @@ fn cookie_key(secret: &SessionSecret) -> Key {
     // 64 bytes is far below HKDF-SHA256's limit of 255 * 32, so expansion cannot fail.
     let _ = hkdf.expand(b"session-cookie-signing-v1", &mut okm);
     Key::from(&okm)
+}
+
+const BROWSER_BINDING: &str = "oauth.browser_binding";
+const CONNECTION: &str = "qentrah.connection";
+
+/// The connection this browser completed a flow for: who it may see. Not secret.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+struct SessionConnection {
+    provider: String,
+    organization_id: String,
+    resource: String,
+}
+
+/// A random value that ties OAuth flows to this browser's session; created on first use.
+pub async fn browser_binding(
+    session: &tower_sessions::Session,
+) -> Result<String, tower_sessions::session::Error> {
+    if let Some(binding) = session.get::<String>(BROWSER_BINDING).await? {
+        return Ok(binding);
+    }
+    let mut bytes = [0u8; 32];
+    getrandom::fill(&mut bytes).map_err(|e| {
+        tower_sessions::session::Error::Store(tower_sessions::session_store::Error::Backend(
+            e.to_string(),
+        ))
+    })?;
+    let binding: String = bytes.iter().map(|b| format!("{b:02x}")).collect();
+    session.insert(BROWSER_BINDING, &binding).await?;
+    Ok(binding)
+}
+
+/// The binding if this browser has one (the callback never creates one).
+pub async fn existing_browser_binding(
+    session: &tower_sessions::Session,
+) -> Result<Option<String>, tower_sessions::session::Error> {
+    session.get::<String>(BROWSER_BINDING).await
+}
+
+/// Binds this browser to a connection under a fresh session id, so an id planted before the
+/// flow is worthless after it (session fixation).
+pub async fn bind_connection(
+    session: &tower_sessions::Session,
+    key: &crate::server::vault::ConnectionKey,
+) -> Result<(), tower_sessions::session::Error> {
+    session.cycle_id().await?;
+    session
+        .insert(
+            CONNECTION,
+            SessionConnection {
+                provider: key.provider.clone(),
+                organization_id: key.organization_id.clone(),
+                resource: key.resource.clone(),
+            },
+        )
+        .await
+}
+
+/// The connection this browser may see, if any.
+pub async fn current_connection(
+    session: &tower_sessions::Session,
+) -> Result<Option<crate::server::vault::ConnectionKey>, tower_sessions::session::Error> {
+    Ok(session
+        .get::<SessionConnection>(CONNECTION)
+        .await?
+        .map(|c| crate::server::vault::ConnectionKey {
+            provider: c.provider,
+            organization_id: c.organization_id,
+            resource: c.resource,
+        }))
+}
+
+/// Forgets this browser's connection (and rotates the id).
+pub async fn unbind_connection(
+    session: &tower_sessions::Session,
+) -> Result<(), tower_sessions::session::Error> {
+    session.remove::<SessionConnection>(CONNECTION).await?;
+    session.cycle_id().await
 }
 
 /// Removes expired sessions from the store in the background.

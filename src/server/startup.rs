@@ -10,7 +10,11 @@ use tokio::net::TcpListener;
 use super::clock::SharedClock;
 use super::config::AppConfig;
 use super::db::{self, DbError};
+use super::oauth::flows::FlowStore;
+use super::oauth::{OAuthClient, ProviderConfig};
 use super::state::AppState;
+use super::vault::{ConnectionStore, Keyring, TokenManager};
+use super::workspace::{http_client, WorkspaceClient};
 use super::{routes, session};
 
 /// Why the app could not start.
@@ -24,6 +28,10 @@ pub enum StartupError {
         #[source]
         source: std::io::Error,
     },
+    #[error("could not build the HTTP client")]
+    HttpClient(#[source] reqwest::Error),
+    #[error("the Workspace URL does not form valid endpoint URLs")]
+    ProviderUrl(#[source] url::ParseError),
     #[error("the server stopped with an error")]
     Serve(#[source] std::io::Error),
 }
@@ -59,11 +67,22 @@ impl Application {
     ) -> Result<Self, StartupError> {
         let db = db::connect(&config.database).await?;
         session::spawn_expired_session_cleanup(&db);
+        let http = http_client().map_err(StartupError::HttpClient)?;
+        let keyring = Arc::new(Keyring::from_config(&config.vault, &config.session_secret));
+        let provider = ProviderConfig::qentrah(&config).map_err(StartupError::ProviderUrl)?;
+        let oauth = OAuthClient::new(provider, &config.workspace, http.clone());
+        let vault = ConnectionStore::new(db.clone(), keyring.clone());
+        let tokens = TokenManager::new(vault.clone(), oauth.clone(), clock.clone());
+        let workspace = WorkspaceClient::new(http, config.workspace.api_url.as_str(), tokens);
         let state = AppState {
             leptos_options,
             config: Arc::new(config),
+            flows: FlowStore::new(db.clone(), keyring),
             db,
             clock,
+            oauth,
+            vault,
+            workspace,
         };
         let router = routes::router(state.clone());
         Ok(Self {

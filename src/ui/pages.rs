@@ -1,7 +1,86 @@
 use leptos::prelude::*;
 use leptos_meta::Title;
 
+use leptos_router::hooks::use_query_map;
+
 use super::use_hydrated;
+use crate::api::{connection_status, AppError, Disconnect};
+use crate::domain::{ConnectFailure, ConnectionState};
+
+/// Where the "Authorize with Qentrah" control leads: a plain route, so it works before
+/// hydration and without JavaScript.
+pub const START_URL: &str = "/api/auth/qentrah/start";
+
+/// The connection panel on the home page: authorize, connected, or reconnect.
+#[component]
+fn ConnectionPanel() -> impl IntoView {
+    let status = Resource::new(|| (), |_| connection_status());
+    let disconnect = ServerAction::<Disconnect>::new();
+    Effect::new(move |_| {
+        if disconnect.value().get().is_some() {
+            status.refetch();
+        }
+    });
+    view! {
+        <section class="card" aria-labelledby="connection-title">
+            <h2 id="connection-title">"Your Qentrah connection"</h2>
+            <Suspense fallback=|| view! { <p class="muted">"Checking your connection…"</p> }>
+                {move || status.get().map(|result| match result {
+                    Ok(connection) if connection.state == ConnectionState::Connected => view! {
+                        <div class="notice notice--ok" role="status">
+                            <p>"Connected to organization " <code>{connection.organization_id}</code></p>
+                            <p>"Granted: " {connection.scopes.join(", ")}</p>
+                        </div>
+                        <ActionForm action=disconnect>
+                            <button type="submit" class="button button--quiet">"Disconnect"</button>
+                        </ActionForm>
+                    }.into_any(),
+                    Ok(_) | Err(AppError::ReconnectRequired) => view! {
+                        <div class="notice notice--warn" role="status">
+                            <p>"Your connection to Qentrah has expired."</p>
+                        </div>
+                        <a class="button" href=START_URL>"Reconnect to Qentrah"</a>
+                    }.into_any(),
+                    Err(AppError::NotConnected) => view! {
+                        <p>"Connect your organization to see its clients and properties here."</p>
+                        <a class="button" href=START_URL>"Authorize with Qentrah"</a>
+                    }.into_any(),
+                    Err(_) => view! {
+                        <div class="notice notice--error" role="alert">
+                            <p>"We could not check your connection. Try again in a moment."</p>
+                        </div>
+                        <a class="button button--quiet" href="/">"Retry"</a>
+                    }.into_any(),
+                })}
+            </Suspense>
+        </section>
+    }
+}
+
+/// `/connect/failed?reason=…`: why a connection attempt ended, and the way to try again.
+#[component]
+pub fn ConnectFailedPage() -> impl IntoView {
+    let query = use_query_map();
+    let failure = move || {
+        query
+            .read()
+            .get("reason")
+            .and_then(|reason| ConnectFailure::parse(&reason))
+            .unwrap_or(ConnectFailure::InvalidResponse)
+    };
+    view! {
+        <Title text="Connection not completed"/>
+        <section class="card" aria-labelledby="failed-title">
+            <h1 id="failed-title">{move || failure().explain().0}</h1>
+            <p>{move || failure().explain().1}</p>
+            <p class="actions">
+                <a class="button" href=START_URL>"Try again"</a>
+                " "
+                <a class="button button--quiet" href="/">"Back to the home page"</a>
+            </p>
+        </section>
+    }
+}
 
 /// Home: what the product does and how connecting works.
 #[component]
@@ -21,6 +100,8 @@ pub fn HomePage() -> impl IntoView {
                 "access in Qentrah; the credentials stay on our server and never reach your browser."
             </p>
         </section>
+
+        <ConnectionPanel/>
 
         <section class="card" aria-labelledby="how-title">
             <div class="card__header">

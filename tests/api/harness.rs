@@ -1,5 +1,6 @@
-//! `spawn_app()`: a fresh database, a free port, the app as it ships, and a client that keeps
-//! cookies and follows no redirects (so tests see every redirect the app sends).
+//! `spawn_app()`: a fresh database, a free port, the dev Workspace in-process, the app as it
+//! ships, and a client that keeps cookies and follows no redirects (so tests see every redirect
+//! the app sends).
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -8,6 +9,8 @@ use std::time::{Duration, SystemTime};
 use qentrah_connect::server::clock::ManualClock;
 use qentrah_connect::server::startup::Application;
 use qentrah_connect::server::AppConfig;
+use qentrah_dev_workspace::{DevWorkspace, DevWorkspaceConfig};
+use serde_json::Value;
 use tokio::net::TcpListener;
 
 pub const TEST_SESSION_SECRET: &str = "integration-test-session-secret-0123456789";
@@ -16,29 +19,47 @@ pub struct TestApp {
     /// `http://localhost:{port}`: the configured PARTNER_APP_URL.
     pub origin: String,
     pub addr: SocketAddr,
+    /// A browser: keeps cookies, follows no redirects.
     pub client: reqwest::Client,
+    pub clock: ManualClock,
+    pub ws: DevWorkspace,
+    pub database_file: std::path::PathBuf,
     _data: tempfile::TempDir,
 }
 
-impl TestApp {
-    pub fn url(&self, path: &str) -> String {
-        format!("{}{}", self.origin, path)
-    }
+/// Options for [`spawn_app_with`].
+#[derive(Default)]
+pub struct Options {
+    pub client_id: Option<&'static str>,
+    pub client_secret: Option<&'static str>,
 }
 
-/// Starts the app against a fresh SQLite database in a temporary folder.
 pub async fn spawn_app() -> TestApp {
+    spawn_app_with(Options::default()).await
+}
+
+/// Starts the dev Workspace and the app against a fresh SQLite database.
+pub async fn spawn_app_with(options: Options) -> TestApp {
     let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
     let origin = format!("http://localhost:{}", addr.port());
+    let ws = qentrah_dev_workspace::start(DevWorkspaceConfig::for_tests(&origin))
+        .await
+        .unwrap();
     let data = tempfile::tempdir().unwrap();
-    let database_url = format!("sqlite://{}", data.path().join("app.db").display());
+    let database_file = data.path().join("app.db");
+    let database_url = format!("sqlite://{}", database_file.display());
 
+    let client_id = options
+        .client_id
+        .unwrap_or(qentrah_dev_workspace::PUBLIC_CLIENT_ID);
+    let client_secret = options.client_secret.unwrap_or("");
     let config = AppConfig::from_lookup(|name| {
         Some(
             match name {
-                "QENTRAH_WORKSPACE_API_URL" => "http://127.0.0.1:9",
-                "QENTRAH_CLIENT_ID" => "partners_client_test",
+                "QENTRAH_WORKSPACE_API_URL" => ws.base_url.as_str(),
+                "QENTRAH_CLIENT_ID" => client_id,
+                "QENTRAH_CLIENT_SECRET" => client_secret,
                 "PARTNER_APP_URL" => origin.as_str(),
                 "SESSION_SECRET" => TEST_SESSION_SECRET,
                 "DATABASE_URL" => database_url.as_str(),
@@ -57,25 +78,142 @@ pub async fn spawn_app() -> TestApp {
     .leptos_options;
     leptos_options.site_addr = addr;
 
-    let clock = ManualClock::new(SystemTime::UNIX_EPOCH + Duration::from_secs(1_800_000_000));
-    let app = Application::build_with_listener(config, leptos_options, Arc::new(clock), listener)
-        .await
-        .unwrap();
+    // The app's clock starts at the real time (the Workspace uses the real time too) and moves
+    // only when a test moves it.
+    #[allow(clippy::disallowed_methods)]
+    let clock = ManualClock::new(SystemTime::now());
+    let app =
+        Application::build_with_listener(config, leptos_options, Arc::new(clock.clone()), listener)
+            .await
+            .unwrap();
     tokio::spawn(app.serve(std::future::pending()));
 
-    let client = reqwest::Client::builder()
+    TestApp {
+        client: browser(addr),
+        origin,
+        addr,
+        clock,
+        ws,
+        database_file,
+        _data: data,
+    }
+}
+
+/// A new browser (its own cookie jar) for this app.
+pub fn browser(addr: SocketAddr) -> reqwest::Client {
+    reqwest::Client::builder()
         .redirect(reqwest::redirect::Policy::none())
         .cookie_store(true)
         // `localhost` must reach this app's IPv4 listener, whatever the resolver prefers.
         .resolve("localhost", addr)
-        .timeout(Duration::from_secs(10))
+        .timeout(Duration::from_secs(20))
         .build()
-        .unwrap();
+        .unwrap()
+}
 
-    TestApp {
-        origin,
-        addr,
-        client,
-        _data: data,
+pub fn location(response: &reqwest::Response) -> String {
+    response
+        .headers()
+        .get("location")
+        .unwrap_or_else(|| panic!("no Location on {}", response.status()))
+        .to_str()
+        .unwrap()
+        .to_owned()
+}
+
+impl TestApp {
+    pub fn url(&self, path: &str) -> String {
+        format!("{}{}", self.origin, path)
+    }
+
+    /// A second browser with its own cookies.
+    pub fn new_browser(&self) -> reqwest::Client {
+        browser(self.addr)
+    }
+
+    /// `GET /api/auth/qentrah/start` in `browser`; returns the authorization URL.
+    pub async fn start_flow(&self, browser: &reqwest::Client, return_to: Option<&str>) -> String {
+        let mut url = self.url("/api/auth/qentrah/start");
+        if let Some(path) = return_to {
+            url.push_str(&format!(
+                "?return_to={}",
+                url::form_urlencoded::byte_serialize(path.as_bytes()).collect::<String>()
+            ));
+        }
+        let response = browser.get(url).send().await.unwrap();
+        assert_eq!(response.status(), 303);
+        location(&response)
+    }
+
+    /// The person signs in at the Workspace, picks `organization_id`, and approves (or denies);
+    /// returns the callback URL the Workspace redirects to.
+    pub async fn consent(
+        &self,
+        authorize_url: &str,
+        organization_id: &str,
+        decision: &str,
+    ) -> String {
+        let ws = reqwest::Client::builder()
+            .redirect(reqwest::redirect::Policy::none())
+            .build()
+            .unwrap();
+        let html = ws
+            .get(authorize_url)
+            .send()
+            .await
+            .unwrap()
+            .text()
+            .await
+            .unwrap();
+        let marker = "name=\"request_id\" value=\"";
+        let start = html
+            .find(marker)
+            .unwrap_or_else(|| panic!("no consent form: {html}"))
+            + marker.len();
+        let request_id = &html[start..start + html[start..].find('"').unwrap()];
+        let response = ws
+            .post(format!("{}/oauth/authorize/decision", self.ws.base_url))
+            .form(&[
+                ("request_id", request_id),
+                ("organization_id", organization_id),
+                ("decision", decision),
+            ])
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(response.status(), 303);
+        location(&response)
+    }
+
+    /// Follows the callback in `browser`; returns the response (a 303).
+    pub async fn finish(&self, browser: &reqwest::Client, callback_url: &str) -> reqwest::Response {
+        browser.get(callback_url).send().await.unwrap()
+    }
+
+    /// A whole flow in `browser` for `organization_id`; returns where the app sent it.
+    pub async fn connect(&self, browser: &reqwest::Client, organization_id: &str) -> String {
+        let authorize = self.start_flow(browser, None).await;
+        let callback = self.consent(&authorize, organization_id, "approve").await;
+        let response = self.finish(browser, &callback).await;
+        assert_eq!(response.status(), 303);
+        location(&response)
+    }
+
+    /// Calls a server function; returns its status and JSON body.
+    pub async fn server_fn(&self, browser: &reqwest::Client, name: &str) -> (u16, Value) {
+        let response = browser
+            .post(self.url(&format!("/api/{name}")))
+            .header("content-type", "application/x-www-form-urlencoded")
+            .header("accept", "application/json")
+            .body("")
+            .send()
+            .await
+            .unwrap();
+        let status = response.status().as_u16();
+        let text = response.text().await.unwrap();
+        (
+            status,
+            serde_json::from_str(&text).unwrap_or(Value::String(text)),
+        )
     }
 }

@@ -3,6 +3,7 @@
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 mod config_errors;
+mod connect;
 mod harness;
 mod health;
 mod leptos_config;

@@ -1,0 +1,50 @@
+use leptos::server_fn::codec::JsonEncoding;
+use leptos::server_fn::error::{FromServerFnError, ServerFnErrorErr};
+use serde::{Deserialize, Serialize};
+
+/// What went wrong, phrased as what the UI should do. Never carries internals: the server logs
+/// the cause and sends only this.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, thiserror::Error)]
+pub enum AppError {
+    /// No connection for this browser: offer "Authorize with Qentrah".
+    #[error("not connected to Qentrah")]
+    NotConnected,
+    /// The connection no longer works: offer "Reconnect to Qentrah".
+    #[error("the connection to Qentrah must be renewed")]
+    ReconnectRequired,
+    /// `app_not_approved`: a Qentrah Workspace admin must approve the app.
+    #[error("a Qentrah Workspace admin must approve this app")]
+    AskWorkspaceAdmin,
+    /// `scope_denied`: the connection lacks access; offer to authorize again.
+    #[error("the connection lacks access")]
+    ScopeDenied { scope: Option<String> },
+    /// `wrong_organization`: offer to connect the right organization.
+    #[error("the connection is for another organization")]
+    WrongOrganization,
+    /// Qentrah is unavailable, slow or answered nonsense: offer Retry.
+    #[error("Qentrah is unavailable")]
+    Retry,
+    /// Something failed on our side; retrying may help.
+    #[error("something went wrong on our side")]
+    Internal,
+    /// The request itself failed before reaching the server function (network, encoding).
+    #[error("the request failed")]
+    Request,
+}
+
+impl AppError {
+    /// Logs `cause` (with its chain) and returns the safe [`AppError::Internal`].
+    #[cfg(feature = "ssr")]
+    pub fn internal(context: &str, cause: &dyn std::error::Error) -> Self {
+        tracing::error!(error = %crate::server::error_chain(cause), "{context}");
+        AppError::Internal
+    }
+}
+
+impl FromServerFnError for AppError {
+    type Encoder = JsonEncoding;
+
+    fn from_server_fn_error(_value: ServerFnErrorErr) -> Self {
+        AppError::Request
+    }
+}

@@ -1,0 +1,134 @@
+//! View models and ids: what the browser may know. Serializable, and free of secrets by
+//! construction (nothing here can hold a token).
+
+use serde::{Deserialize, Serialize};
+
+/// Whether the browser's connection can be used.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub enum ConnectionState {
+    Connected,
+    /// The Workspace refused the stored grant; only a new authorization helps.
+    ReconnectRequired,
+}
+
+/// The browser's connection, as the Connection page shows it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ConnectionView {
+    pub organization_id: String,
+    pub state: ConnectionState,
+    pub scopes: Vec<String>,
+    /// Unix seconds.
+    pub connected_at: i64,
+    /// Unix seconds of the last token refresh, if any.
+    pub refreshed_at: Option<i64>,
+}
+
+/// The organization's profile (`me`), as much of it as the UI shows.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct OrganizationView {
+    pub id: String,
+    pub name: String,
+}
+
+/// Why a connection attempt ended without a connection; the callback redirects to
+/// `/connect/failed?reason=…` with one of these.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub enum ConnectFailure {
+    /// The person (or the Workspace) declined.
+    AccessDenied,
+    /// The answer belongs to no flow this browser started (expired, replayed or forged).
+    UnknownFlow,
+    /// The answer came from another issuer than the configured Workspace (RFC 9207).
+    WrongIssuer,
+    /// The answer was malformed.
+    InvalidResponse,
+    /// The Workspace connected no organization (no `organization_id`).
+    MissingOrganization,
+    /// The Workspace refused to exchange the code.
+    ExchangeRefused,
+    /// The Workspace could not be reached; try again.
+    Unavailable,
+    /// The Workspace refused this app's registration; an admin must fix configuration.
+    Misconfigured,
+}
+
+impl ConnectFailure {
+    pub const ALL: [ConnectFailure; 8] = [
+        ConnectFailure::AccessDenied,
+        ConnectFailure::UnknownFlow,
+        ConnectFailure::WrongIssuer,
+        ConnectFailure::InvalidResponse,
+        ConnectFailure::MissingOrganization,
+        ConnectFailure::ExchangeRefused,
+        ConnectFailure::Unavailable,
+        ConnectFailure::Misconfigured,
+    ];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ConnectFailure::AccessDenied => "access_denied",
+            ConnectFailure::UnknownFlow => "unknown_flow",
+            ConnectFailure::WrongIssuer => "wrong_issuer",
+            ConnectFailure::InvalidResponse => "invalid_response",
+            ConnectFailure::MissingOrganization => "missing_organization",
+            ConnectFailure::ExchangeRefused => "exchange_refused",
+            ConnectFailure::Unavailable => "unavailable",
+            ConnectFailure::Misconfigured => "misconfigured",
+        }
+    }
+
+    pub fn parse(value: &str) -> Option<Self> {
+        Self::ALL.into_iter().find(|f| f.as_str() == value)
+    }
+
+    /// A heading and an explanation for the person.
+    pub fn explain(self) -> (&'static str, &'static str) {
+        match self {
+            ConnectFailure::AccessDenied => (
+                "Access was not granted",
+                "The request was declined in Qentrah, so nothing was connected. You can try again and approve the access.",
+            ),
+            ConnectFailure::UnknownFlow => (
+                "This sign-in link has expired",
+                "The answer from Qentrah did not match a connection started from this browser in the last ten minutes. Start again from here.",
+            ),
+            ConnectFailure::WrongIssuer => (
+                "The answer came from the wrong place",
+                "The response did not come from the configured Qentrah Workspace, so it was ignored for your safety. Start again.",
+            ),
+            ConnectFailure::InvalidResponse => (
+                "Qentrah sent an answer we could not use",
+                "Nothing was connected. Start again; if it keeps happening, contact support.",
+            ),
+            ConnectFailure::MissingOrganization => (
+                "No organization was connected",
+                "Qentrah did not say which organization you connected, so nothing was stored. Try again and pick an organization.",
+            ),
+            ConnectFailure::ExchangeRefused => (
+                "Qentrah refused to complete the connection",
+                "The approval could not be redeemed (it may have been used already). Start again.",
+            ),
+            ConnectFailure::Unavailable => (
+                "Qentrah is unavailable",
+                "Qentrah could not be reached to complete the connection. Nothing was lost; try again in a moment.",
+            ),
+            ConnectFailure::Misconfigured => (
+                "This app's Qentrah registration needs attention",
+                "Qentrah refused this app's credentials. Ask the person who runs this app to check its Qentrah client settings.",
+            ),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn connect_failures_round_trip() {
+        for failure in ConnectFailure::ALL {
+            assert_eq!(ConnectFailure::parse(failure.as_str()), Some(failure));
+        }
+        assert_eq!(ConnectFailure::parse("<script>"), None);
+    }
+}

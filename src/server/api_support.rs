@@ -1,0 +1,141 @@
+//! What the server functions in `crate::api` stand on: the state, the session, the browser's
+//! connection, and the conversion of server errors into the browser-safe [`AppError`].
+
+use tower_sessions::Session;
+
+use super::state::AppState;
+use super::vault::store::to_unix;
+use super::vault::{ConnectionKey, ConnectionState};
+use super::workspace::WorkspaceError;
+use crate::api::AppError;
+use crate::domain::{self, ConnectionView, OrganizationView};
+
+/// Gives an error its HTTP status (a server function's error is otherwise a 500): the caller's
+/// state is a 4xx, the Workspace's trouble a 503, only our own failure a 500.
+///
+/// Only when the server function was called over HTTP: while a page renders on the server, its
+/// resources call server functions in-process, and the page's own status must not change.
+pub fn with_status<T>(result: Result<T, AppError>) -> Result<T, AppError> {
+    let called_over_http = leptos::prelude::use_context::<axum::http::request::Parts>()
+        .is_some_and(|parts| parts.uri.path().starts_with("/api/"));
+    if let (Err(error), true) = (&result, called_over_http) {
+        use axum::http::StatusCode;
+        let status = match error {
+            AppError::NotConnected | AppError::ReconnectRequired => StatusCode::UNAUTHORIZED,
+            AppError::AskWorkspaceAdmin
+            | AppError::ScopeDenied { .. }
+            | AppError::WrongOrganization => StatusCode::FORBIDDEN,
+            AppError::Retry => StatusCode::SERVICE_UNAVAILABLE,
+            AppError::Internal => StatusCode::INTERNAL_SERVER_ERROR,
+            AppError::Request => StatusCode::BAD_REQUEST,
+        };
+        if let Some(response) = leptos::prelude::use_context::<leptos_axum::ResponseOptions>() {
+            response.set_status(status);
+        }
+    }
+    result
+}
+
+pub fn state() -> Result<AppState, AppError> {
+    leptos::prelude::use_context::<AppState>().ok_or_else(|| {
+        tracing::error!("AppState missing from the server function context");
+        AppError::Internal
+    })
+}
+
+pub async fn session() -> Result<Session, AppError> {
+    leptos_axum::extract::<Session>().await.map_err(|error| {
+        tracing::error!(?error, "no session on a server function request");
+        AppError::Internal
+    })
+}
+
+/// The connection this browser completed a flow for; nothing else is visible to it.
+pub async fn connection_key() -> Result<ConnectionKey, AppError> {
+    let session = session().await?;
+    super::session::current_connection(&session)
+        .await
+        .map_err(|error| AppError::internal("reading the session", &error))?
+        .ok_or(AppError::NotConnected)
+}
+
+impl From<WorkspaceError> for AppError {
+    fn from(error: WorkspaceError) -> Self {
+        match error {
+            WorkspaceError::NotConnected => AppError::NotConnected,
+            WorkspaceError::ReconnectRequired { code } => {
+                tracing::info!(%code, "connection needs a new authorization");
+                AppError::ReconnectRequired
+            }
+            WorkspaceError::AppNotApproved => AppError::AskWorkspaceAdmin,
+            WorkspaceError::ScopeDenied { scope } => AppError::ScopeDenied { scope },
+            WorkspaceError::WrongOrganization => AppError::WrongOrganization,
+            WorkspaceError::Unavailable { detail } => {
+                tracing::warn!(%detail, "Workspace unavailable");
+                AppError::Retry
+            }
+            WorkspaceError::Misconfigured => {
+                tracing::error!("the Workspace refused our client registration");
+                AppError::Retry
+            }
+            WorkspaceError::Vault(error) => AppError::internal("token vault", &error),
+        }
+    }
+}
+
+impl AppState {
+    pub async fn connection_view(&self, key: &ConnectionKey) -> Result<ConnectionView, AppError> {
+        let info = self
+            .vault
+            .info(key)
+            .await
+            .map_err(|e| AppError::internal("reading the vault", &e))?
+            .ok_or(AppError::NotConnected)?;
+        Ok(ConnectionView {
+            organization_id: info.key.organization_id.clone(),
+            state: match info.state {
+                ConnectionState::Active => domain::ConnectionState::Connected,
+                ConnectionState::ReconnectRequired => domain::ConnectionState::ReconnectRequired,
+            },
+            scopes: info.scopes,
+            connected_at: to_unix(info.connected_at),
+            refreshed_at: info.refreshed_at.map(to_unix),
+        })
+    }
+
+    pub async fn organization(&self, key: &ConnectionKey) -> Result<OrganizationView, AppError> {
+        let me = self.workspace.get(key, "me", &[]).await?;
+        let text = |field: &str| me.get(field).and_then(|v| v.as_str()).map(str::to_owned);
+        let name = text("name").or_else(|| text("display_name"));
+        match (text("id"), name) {
+            (Some(id), Some(name)) => Ok(OrganizationView { id, name }),
+            _ => {
+                tracing::warn!("the Workspace's `me` has no id or name");
+                Err(AppError::Retry)
+            }
+        }
+    }
+
+    /// Revokes the refresh token (RFC 7009), then deletes the connection whatever the
+    /// Workspace answered: the tokens are purged locally even when it is unreachable.
+    pub async fn disconnect(&self, key: &ConnectionKey) -> Result<(), AppError> {
+        match self.vault.load(key).await {
+            Ok(Some(connection)) => {
+                if let Some(refresh) = &connection.refresh_token {
+                    if let Err(error) = self.oauth.revoke(refresh).await {
+                        tracing::warn!(%error, "revocation failed; deleting the connection anyway");
+                    }
+                }
+            }
+            Ok(None) => {}
+            Err(error) => {
+                tracing::warn!(error = %super::error_chain(&error), "could not read the connection to revoke it")
+            }
+        }
+        self.vault
+            .delete(key)
+            .await
+            .map_err(|e| AppError::internal("deleting the connection", &e))?;
+        Ok(())
+    }
+}

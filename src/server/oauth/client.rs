@@ -1,0 +1,255 @@
+//! Token calls: code exchange and refresh through the oauth2 crate, revocation (RFC 7009) as a
+//! plain form POST. All on the one shared `reqwest::Client` (timeouts on, redirects off: a token
+//! endpoint that redirects is refused, not followed, RFC 9700 §4.11).
+//!
+//! The oauth2 crate's token types derive `Serialize`; they are turned into the vault's newtypes
+//! in [`into_token_set`] and go no further.
+
+use base64::engine::general_purpose::STANDARD;
+use base64::Engine;
+use oauth2::basic::{
+    BasicErrorResponse, BasicErrorResponseType, BasicRevocationErrorResponse,
+    BasicTokenIntrospectionResponse, BasicTokenType,
+};
+use oauth2::{
+    AuthUrl, AuthorizationCode, ClientId, ClientSecret, EndpointNotSet, EndpointSet,
+    ExtraTokenFields, PkceCodeVerifier, RequestTokenError, StandardRevocableToken,
+    StandardTokenResponse, TokenResponse, TokenUrl,
+};
+use secrecy::{ExposeSecret, SecretString};
+use serde::{Deserialize, Serialize};
+
+use super::flow::PkceVerifier;
+use super::provider::ProviderConfig;
+use crate::server::config::WorkspaceConfig;
+use crate::server::vault::{AccessToken, RefreshToken, TokenSet};
+
+/// The non-standard field Qentrah adds to token responses. Not secret.
+#[derive(Debug, Clone, Default, Deserialize, Serialize)]
+pub struct QentrahTokenFields {
+    #[serde(default)]
+    pub organization_id: Option<String>,
+}
+
+impl ExtraTokenFields for QentrahTokenFields {}
+
+type QentrahTokenResponse = StandardTokenResponse<QentrahTokenFields, BasicTokenType>;
+
+type QentrahOAuth2Client = oauth2::Client<
+    BasicErrorResponse,
+    QentrahTokenResponse,
+    BasicTokenIntrospectionResponse,
+    StandardRevocableToken,
+    BasicRevocationErrorResponse,
+    EndpointSet,
+    EndpointNotSet,
+    EndpointNotSet,
+    EndpointNotSet,
+    EndpointSet,
+>;
+
+/// How a token call failed, in the terms the caller acts on.
+#[derive(Debug, thiserror::Error)]
+pub enum TokenCallError {
+    /// RFC 6749 §5.2 `invalid_grant`: the code or refresh token is no longer good.
+    #[error("the authorization server refused the grant (invalid_grant)")]
+    InvalidGrant,
+    /// Any other OAuth error (`invalid_client`, `unauthorized_client`, `invalid_target`, …):
+    /// our registration or configuration is wrong; retrying will not help.
+    #[error("the authorization server refused the request ({error})")]
+    Refused { error: String },
+    /// Network trouble, a timeout, a 5xx or an unreadable answer: worth retrying later.
+    #[error("the authorization server could not be reached or answered unreadably: {detail}")]
+    Unavailable { detail: String },
+}
+
+/// Our OAuth client for one provider.
+#[derive(Clone)]
+pub struct OAuthClient {
+    provider: ProviderConfig,
+    client_id: String,
+    client_secret: Option<SecretString>,
+    oauth: QentrahOAuth2Client,
+    http: reqwest::Client,
+}
+
+impl std::fmt::Debug for OAuthClient {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("OAuthClient")
+            .field("provider", &self.provider.name)
+            .field("client_id", &self.client_id)
+            .field("confidential", &self.client_secret.is_some())
+            .finish()
+    }
+}
+
+impl OAuthClient {
+    pub fn new(
+        provider: ProviderConfig,
+        workspace: &WorkspaceConfig,
+        http: reqwest::Client,
+    ) -> Self {
+        let client_secret = workspace
+            .client_secret
+            .as_ref()
+            .map(|s| SecretString::from(s.expose().to_owned()));
+        let mut oauth = oauth2::Client::new(ClientId::new(workspace.client_id.as_str().to_owned()))
+            .set_auth_uri(AuthUrl::from_url(provider.authorize_url.clone()))
+            .set_token_uri(TokenUrl::from_url(provider.token_url.clone()))
+            .set_redirect_uri(oauth2::RedirectUrl::from_url(provider.redirect_uri.clone()));
+        if let Some(secret) = &client_secret {
+            // client_secret_basic (RFC 6749 §2.3.1); public clients send client_id in the body.
+            oauth = oauth.set_client_secret(ClientSecret::new(secret.expose_secret().to_owned()));
+        }
+        Self {
+            provider,
+            client_id: workspace.client_id.as_str().to_owned(),
+            client_secret,
+            oauth,
+            http,
+        }
+    }
+
+    pub fn provider(&self) -> &ProviderConfig {
+        &self.provider
+    }
+
+    pub fn client_id(&self) -> &str {
+        &self.client_id
+    }
+
+    /// Exchanges an authorization code (RFC 6749 §4.1.3) with its PKCE verifier (RFC 7636 §4.5)
+    /// and the resource indicator (RFC 8707 §2.2).
+    #[tracing::instrument(skip_all, fields(provider = %self.provider.name))]
+    pub async fn exchange_code(
+        &self,
+        code: &SecretString,
+        verifier: &PkceVerifier,
+    ) -> Result<TokenSet, TokenCallError> {
+        let response = self
+            .oauth
+            .exchange_code(AuthorizationCode::new(code.expose_secret().to_owned()))
+            .set_pkce_verifier(PkceCodeVerifier::new(verifier.expose().to_owned()))
+            .add_extra_param("resource", self.provider.resource.clone())
+            .request_async(&self.http)
+            .await
+            .map_err(map_error)?;
+        Ok(into_token_set(response))
+    }
+
+    /// Refreshes (RFC 6749 §6), naming the resource on every refresh (RFC 8707 §2.2).
+    #[tracing::instrument(skip_all, fields(provider = %self.provider.name))]
+    pub async fn refresh(&self, refresh_token: &RefreshToken) -> Result<TokenSet, TokenCallError> {
+        let token = oauth2::RefreshToken::new(refresh_token.expose().to_owned());
+        let response = self
+            .oauth
+            .exchange_refresh_token(&token)
+            .add_extra_param("resource", self.provider.resource.clone())
+            .request_async(&self.http)
+            .await
+            .map_err(map_error)?;
+        Ok(into_token_set(response))
+    }
+
+    /// Revokes a refresh token (RFC 7009 §2.1), which also ends its access tokens. Done by hand:
+    /// the oauth2 crate refuses a non-https revocation URL, and the local Workspace is http.
+    #[tracing::instrument(skip_all, fields(provider = %self.provider.name))]
+    pub async fn revoke(&self, refresh_token: &RefreshToken) -> Result<(), TokenCallError> {
+        let mut form: Vec<(&str, &str)> = vec![
+            ("token", refresh_token.expose()),
+            ("token_type_hint", "refresh_token"),
+        ];
+        let mut request = self.http.post(self.provider.revocation_url.clone());
+        match &self.client_secret {
+            Some(secret) => {
+                let id: String =
+                    url::form_urlencoded::byte_serialize(self.client_id.as_bytes()).collect();
+                let secret: String =
+                    url::form_urlencoded::byte_serialize(secret.expose_secret().as_bytes())
+                        .collect();
+                request = request.header(
+                    reqwest::header::AUTHORIZATION,
+                    format!("Basic {}", STANDARD.encode(format!("{id}:{secret}"))),
+                );
+            }
+            None => form.push(("client_id", &self.client_id)),
+        }
+        let response = request
+            .header(reqwest::header::ACCEPT, "application/json")
+            .form(&form)
+            .send()
+            .await
+            .map_err(|e| TokenCallError::Unavailable {
+                detail: without_url(e).to_string(),
+            })?;
+        let status = response.status();
+        if status.is_success() {
+            return Ok(());
+        }
+        if status.is_server_error() || status == reqwest::StatusCode::TOO_MANY_REQUESTS {
+            return Err(TokenCallError::Unavailable {
+                detail: format!("revocation endpoint answered {status}"),
+            });
+        }
+        // RFC 7009 §2.2.1 errors come in the RFC 6749 §5.2 form.
+        let error = response
+            .json::<serde_json::Value>()
+            .await
+            .ok()
+            .and_then(|body| {
+                body.get("error")
+                    .and_then(|e| e.as_str())
+                    .map(str::to_owned)
+            })
+            .unwrap_or_else(|| status.to_string());
+        Err(TokenCallError::Refused { error })
+    }
+}
+
+/// Takes the tokens out of the oauth2 crate's `Serialize` types at once.
+fn into_token_set(response: QentrahTokenResponse) -> TokenSet {
+    TokenSet {
+        access_token: AccessToken::new(response.access_token().secret().to_owned()),
+        refresh_token: response
+            .refresh_token()
+            .map(|t| RefreshToken::new(t.secret().to_owned())),
+        expires_in: response.expires_in(),
+        scopes: response
+            .scopes()
+            .map(|scopes| scopes.iter().map(|s| s.to_string()).collect()),
+        organization_id: response
+            .extra_fields()
+            .organization_id
+            .clone()
+            .filter(|id| !id.trim().is_empty()),
+    }
+}
+
+/// reqwest errors name the URL; ours carry no secret, but keep logs short and uniform.
+fn without_url(error: reqwest::Error) -> reqwest::Error {
+    error.without_url()
+}
+
+fn map_error(
+    error: RequestTokenError<oauth2::HttpClientError<reqwest::Error>, BasicErrorResponse>,
+) -> TokenCallError {
+    match error {
+        RequestTokenError::ServerResponse(response) => match response.error() {
+            BasicErrorResponseType::InvalidGrant => TokenCallError::InvalidGrant,
+            other => TokenCallError::Refused {
+                error: other.as_ref().to_owned(),
+            },
+        },
+        RequestTokenError::Request(error) => TokenCallError::Unavailable {
+            detail: match error {
+                oauth2::HttpClientError::Reqwest(e) => without_url(*e).to_string(),
+                other => other.to_string(),
+            },
+        },
+        // A 5xx, a proxy's HTML page, or a body that is not a token response at all.
+        RequestTokenError::Parse(error, _body) => TokenCallError::Unavailable {
+            detail: format!("unreadable token response at {}", error.path()),
+        },
+        RequestTokenError::Other(detail) => TokenCallError::Unavailable { detail },
+    }
+}

@@ -1,0 +1,235 @@
+//! Flows in progress, in the database. Each is found by the digest of its `state`, bound to the
+//! browser that started it, and consumed by one atomic DELETE, so a replayed callback finds
+//! nothing (RFC 9700 §4.7) and several tabs can run flows side by side.
+
+use std::sync::Arc;
+use std::time::SystemTime;
+
+use sqlx::Row;
+
+use super::flow::{digest, PkceVerifier, State, FLOW_LIFETIME};
+use crate::server::db::Db;
+use crate::server::vault::cipher::{Keyring, Sealed};
+use crate::server::vault::store::{from_unix, to_unix};
+
+/// A flow taken back by its callback.
+#[derive(Debug)]
+pub struct ConsumedFlow {
+    pub verifier: PkceVerifier,
+    pub return_to: String,
+    pub provider: String,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum FlowStoreError {
+    #[error("the flow store's database failed")]
+    Database(#[from] sqlx::Error),
+    #[error("a flow's verifier could not be sealed or opened")]
+    Cipher(#[from] crate::server::vault::CipherError),
+}
+
+#[derive(Debug, Clone)]
+pub struct FlowStore {
+    db: Db,
+    keyring: Arc<Keyring>,
+}
+
+fn aad(state_digest: &[u8; 32]) -> Vec<u8> {
+    let mut aad = b"qentrah-connect/oauth-flow/v1\0verifier\0".to_vec();
+    aad.extend_from_slice(state_digest);
+    aad
+}
+
+impl FlowStore {
+    pub fn new(db: Db, keyring: Arc<Keyring>) -> Self {
+        Self { db, keyring }
+    }
+
+    /// Remembers a new flow for this browser.
+    #[tracing::instrument(skip_all)]
+    pub async fn remember(
+        &self,
+        provider: &str,
+        state: &State,
+        verifier: &PkceVerifier,
+        browser_binding: &str,
+        return_to: &str,
+        now: SystemTime,
+    ) -> Result<(), FlowStoreError> {
+        let state_digest = state.digest();
+        let sealed = self
+            .keyring
+            .seal(verifier.expose().as_bytes(), &aad(&state_digest))?;
+        // Expired flows go here rather than in a background task: every start sweeps.
+        sqlx::query("DELETE FROM oauth_flows WHERE expires_at <= ?")
+            .bind(to_unix(now))
+            .execute(&self.db)
+            .await?;
+        sqlx::query(
+            "INSERT INTO oauth_flows (state_hash, browser_hash, provider, key_id, verifier, return_to, expires_at) \
+             VALUES (?, ?, ?, ?, ?, ?, ?)",
+        )
+        .bind(state_digest.as_slice())
+        .bind(digest(browser_binding).as_slice())
+        .bind(provider)
+        .bind(&sealed.key_id)
+        .bind(&sealed.bytes)
+        .bind(return_to)
+        .bind(to_unix(now + FLOW_LIFETIME))
+        .execute(&self.db)
+        .await?;
+        Ok(())
+    }
+
+    /// Takes the flow with this state digest if it belongs to this browser and has not expired.
+    /// A flow of another browser is left alone (a foreign callback cannot cancel it).
+    ///
+    /// # Security
+    /// The lookup is by SHA-256 digest, so timing reveals nothing about the stored state; the
+    /// browser binding is compared inside the same statement.
+    #[tracing::instrument(skip_all)]
+    pub async fn consume(
+        &self,
+        state_digest: &[u8; 32],
+        browser_binding: &str,
+        now: SystemTime,
+    ) -> Result<Option<ConsumedFlow>, FlowStoreError> {
+        let row = sqlx::query(
+            "DELETE FROM oauth_flows WHERE state_hash = ? AND browser_hash = ? \
+             RETURNING provider, key_id, verifier, return_to, expires_at",
+        )
+        .bind(state_digest.as_slice())
+        .bind(digest(browser_binding).as_slice())
+        .fetch_optional(&self.db)
+        .await?;
+        let Some(row) = row else {
+            return Ok(None);
+        };
+        let expires_at: i64 = row.try_get("expires_at")?;
+        if !super::flow::flow_is_live(from_unix(expires_at), now) {
+            return Ok(None);
+        }
+        let sealed = Sealed {
+            key_id: row.try_get("key_id")?,
+            bytes: row.try_get("verifier")?,
+        };
+        let verifier = self.keyring.open(&sealed, &aad(state_digest))?;
+        Ok(Some(ConsumedFlow {
+            verifier: PkceVerifier::from_stored(String::from_utf8_lossy(&verifier).into_owned()),
+            return_to: row.try_get("return_to")?,
+            provider: row.try_get("provider")?,
+        }))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::server::config::{DatabaseUrl, SessionSecret, VaultKeys};
+    use std::time::Duration;
+
+    async fn store() -> FlowStore {
+        let db = crate::server::db::connect(&DatabaseUrl::parse("sqlite::memory:").unwrap())
+            .await
+            .unwrap();
+        let keyring = Keyring::from_config(
+            &VaultKeys {
+                current: None,
+                previous: vec![],
+            },
+            &SessionSecret::parse("s".repeat(40)).unwrap(),
+        );
+        FlowStore::new(db, Arc::new(keyring))
+    }
+
+    #[tokio::test]
+    async fn a_flow_is_consumed_once_by_its_own_browser_before_it_expires() {
+        let flows = store().await;
+        let now = from_unix(1_800_000_000);
+        let (state, verifier) = (
+            State::generate().unwrap(),
+            PkceVerifier::generate().unwrap(),
+        );
+        flows
+            .remember("qentrah", &state, &verifier, "browser-a", "/clients", now)
+            .await
+            .unwrap();
+
+        assert!(
+            flows
+                .consume(&state.digest(), "browser-b", now)
+                .await
+                .unwrap()
+                .is_none(),
+            "foreign browser"
+        );
+        let flow = flows
+            .consume(&state.digest(), "browser-a", now)
+            .await
+            .unwrap()
+            .unwrap();
+        assert_eq!(flow.verifier.expose(), verifier.expose());
+        assert_eq!(flow.return_to, "/clients");
+        assert!(
+            flows
+                .consume(&state.digest(), "browser-a", now)
+                .await
+                .unwrap()
+                .is_none(),
+            "replay"
+        );
+
+        let late = State::generate().unwrap();
+        flows
+            .remember("qentrah", &late, &verifier, "browser-a", "/", now)
+            .await
+            .unwrap();
+        let after = now + FLOW_LIFETIME + Duration::from_secs(1);
+        assert!(
+            flows
+                .consume(&late.digest(), "browser-a", after)
+                .await
+                .unwrap()
+                .is_none(),
+            "expired"
+        );
+    }
+
+    #[tokio::test]
+    async fn two_tabs_keep_separate_flows() {
+        let flows = store().await;
+        let now = from_unix(1_800_000_000);
+        let (s1, v1) = (
+            State::generate().unwrap(),
+            PkceVerifier::generate().unwrap(),
+        );
+        let (s2, v2) = (
+            State::generate().unwrap(),
+            PkceVerifier::generate().unwrap(),
+        );
+        flows
+            .remember("qentrah", &s1, &v1, "b", "/one", now)
+            .await
+            .unwrap();
+        flows
+            .remember("qentrah", &s2, &v2, "b", "/two", now)
+            .await
+            .unwrap();
+        let second = flows
+            .consume(&s2.digest(), "b", now)
+            .await
+            .unwrap()
+            .unwrap();
+        let first = flows
+            .consume(&s1.digest(), "b", now)
+            .await
+            .unwrap()
+            .unwrap();
+        assert_eq!(
+            (first.return_to.as_str(), second.return_to.as_str()),
+            ("/one", "/two")
+        );
+        assert_eq!(first.verifier.expose(), v1.expose());
+        assert_eq!(second.verifier.expose(), v2.expose());
+    }
+}

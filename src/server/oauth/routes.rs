@@ -1,0 +1,205 @@
+//! `GET /api/auth/qentrah/start` and `GET /api/auth/qentrah/callback`: plain axum routes, so
+//! they work as ordinary navigations without JavaScript.
+
+use axum::extract::{RawQuery, State};
+use axum::http::{header, HeaderValue, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::routing::get;
+use axum::Router;
+use tower_sessions::Session;
+
+use super::flow::{self, CallbackParams, CallbackRefusal, CallbackStep, PkceVerifier};
+use super::provider::{CALLBACK_PATH, START_PATH};
+use super::TokenCallError;
+use crate::domain::ConnectFailure;
+use crate::server::session;
+use crate::server::state::AppState;
+use crate::server::vault::ConnectionKey;
+
+pub fn router() -> Router<AppState> {
+    Router::new()
+        .route(START_PATH, get(start))
+        .route(CALLBACK_PATH, get(callback))
+}
+
+/// A 303 that no cache keeps and that sends no `Referer` onward (the callback URL carries the
+/// code; RFC 9700 §4.2.4).
+fn see_other(location: &str) -> Response {
+    match HeaderValue::from_str(location) {
+        Ok(location) => (
+            StatusCode::SEE_OTHER,
+            [
+                (header::LOCATION, location),
+                (header::CACHE_CONTROL, HeaderValue::from_static("no-store")),
+                (
+                    header::REFERRER_POLICY,
+                    HeaderValue::from_static("no-referrer"),
+                ),
+            ],
+        )
+            .into_response(),
+        Err(_) => failed(ConnectFailure::InvalidResponse),
+    }
+}
+
+fn failed(reason: ConnectFailure) -> Response {
+    see_other(&format!("/connect/failed?reason={}", reason.as_str()))
+}
+
+/// A page for our own failure before the person ever reaches Qentrah.
+fn unavailable_here() -> Response {
+    (
+        StatusCode::SERVICE_UNAVAILABLE,
+        [
+            (header::CACHE_CONTROL, HeaderValue::from_static("no-store")),
+            (header::RETRY_AFTER, HeaderValue::from_static("5")),
+            (header::CONTENT_TYPE, HeaderValue::from_static("text/html; charset=utf-8")),
+        ],
+        "<!DOCTYPE html><html lang=\"en\"><title>Try again</title><h1>We could not start the connection</h1>\
+         <p>Something failed on our side. Nothing was lost. <a href=\"/api/auth/qentrah/start\">Try again</a>.</p></html>",
+    )
+        .into_response()
+}
+
+/// Starts a flow: fresh `state` and PKCE pair, remembered for this browser, then off to the
+/// Workspace's authorization endpoint.
+#[tracing::instrument(skip_all)]
+async fn start(
+    State(state): State<AppState>,
+    session: Session,
+    RawQuery(query): RawQuery,
+) -> Response {
+    let return_to = query.as_deref().and_then(|q| {
+        url::form_urlencoded::parse(q.as_bytes())
+            .find(|(name, _)| name == "return_to")
+            .map(|(_, value)| value.into_owned())
+    });
+    let return_to = flow::safe_return_to(return_to.as_deref());
+
+    let binding = match session::browser_binding(&session).await {
+        Ok(binding) => binding,
+        Err(error) => {
+            tracing::error!(error = %crate::server::error_chain(&error), "session unavailable");
+            return unavailable_here();
+        }
+    };
+    let (Ok(oauth_state), Ok(verifier)) = (flow::State::generate(), PkceVerifier::generate())
+    else {
+        tracing::error!("random number generator failed");
+        return unavailable_here();
+    };
+    let provider = state.oauth.provider();
+    if let Err(error) = state
+        .flows
+        .remember(
+            &provider.name,
+            &oauth_state,
+            &verifier,
+            &binding,
+            &return_to,
+            state.clock.now(),
+        )
+        .await
+    {
+        tracing::error!(error = %crate::server::error_chain(&error), "could not remember the flow");
+        return unavailable_here();
+    }
+    let url = flow::authorization_url(provider, state.oauth.client_id(), &oauth_state, &verifier);
+    tracing::info!("authorization started");
+    see_other(url.as_str())
+}
+
+/// Finishes a flow: refuse anything that is not this browser's live flow before any token
+/// request, exchange the code, store the tokens, bind the session, and leave for a clean URL.
+#[tracing::instrument(skip_all)]
+async fn callback(
+    State(state): State<AppState>,
+    session: Session,
+    RawQuery(query): RawQuery,
+) -> Response {
+    let params = CallbackParams::parse(query.as_deref().unwrap_or_default());
+    let provider = state.oauth.provider().clone();
+    let binding = match session::existing_browser_binding(&session).await {
+        Ok(binding) => binding,
+        Err(error) => {
+            tracing::error!(error = %crate::server::error_chain(&error), "session unavailable");
+            return failed(ConnectFailure::Unavailable);
+        }
+    };
+    let now = state.clock.now();
+
+    let (state_digest, code) = match flow::judge_callback(&params, &provider.issuer) {
+        CallbackStep::Exchange { state_digest, code } => (state_digest, code),
+        CallbackStep::Refuse(refusal) => {
+            // An error answer ends its flow too, so it cannot be completed later.
+            if let (Some(state_param), Some(binding)) =
+                (params.state.as_deref(), binding.as_deref())
+            {
+                if !matches!(refusal, CallbackRefusal::WrongIssuer) {
+                    let _ = state
+                        .flows
+                        .consume(&flow::digest(state_param), binding, now)
+                        .await;
+                }
+            }
+            tracing::info!(?refusal, "callback refused");
+            return failed(match refusal {
+                CallbackRefusal::Denied { error } if error == "access_denied" => {
+                    ConnectFailure::AccessDenied
+                }
+                CallbackRefusal::Denied { .. } => ConnectFailure::ExchangeRefused,
+                CallbackRefusal::UnknownState => ConnectFailure::UnknownFlow,
+                CallbackRefusal::WrongIssuer => ConnectFailure::WrongIssuer,
+                CallbackRefusal::Malformed => ConnectFailure::InvalidResponse,
+            });
+        }
+    };
+
+    let Some(binding) = binding else {
+        tracing::info!("callback from a browser that started no flow");
+        return failed(ConnectFailure::UnknownFlow);
+    };
+    let flow = match state.flows.consume(&state_digest, &binding, now).await {
+        Ok(Some(flow)) => flow,
+        Ok(None) => {
+            tracing::info!("callback state matches no live flow of this browser");
+            return failed(ConnectFailure::UnknownFlow);
+        }
+        Err(error) => {
+            tracing::error!(error = %crate::server::error_chain(&error), "flow store failed");
+            return failed(ConnectFailure::Unavailable);
+        }
+    };
+
+    let tokens = match state.oauth.exchange_code(&code, &flow.verifier).await {
+        Ok(tokens) => tokens,
+        Err(error) => {
+            tracing::warn!(%error, "code exchange failed");
+            return failed(match error {
+                TokenCallError::InvalidGrant => ConnectFailure::ExchangeRefused,
+                TokenCallError::Refused { .. } => ConnectFailure::Misconfigured,
+                TokenCallError::Unavailable { .. } => ConnectFailure::Unavailable,
+            });
+        }
+    };
+    let Some(organization_id) = tokens.organization_id.clone() else {
+        tracing::warn!("token response without organization_id; nothing stored");
+        return failed(ConnectFailure::MissingOrganization);
+    };
+
+    let key = ConnectionKey::new(&flow.provider, &organization_id, &provider.resource);
+    if let Err(error) = state
+        .vault
+        .save_connected(&key, &tokens, &provider.scopes, state.clock.now())
+        .await
+    {
+        tracing::error!(error = %crate::server::error_chain(&error), "could not store the connection");
+        return failed(ConnectFailure::Unavailable);
+    }
+    if let Err(error) = session::bind_connection(&session, &key).await {
+        tracing::error!(error = %crate::server::error_chain(&error), "could not bind the session");
+        return failed(ConnectFailure::Unavailable);
+    }
+    tracing::info!(org = %organization_id, "connected");
+    see_other(&flow.return_to)
+}

@@ -1,0 +1,323 @@
+//! The Workspace partner API client: the bearer token only in the `Authorization` header
+//! (RFC 6750 §2.1), one forced refresh and one retry when the Workspace rejects a token, and the
+//! Workspace's error codes mapped to a typed error.
+
+use std::time::Duration;
+
+use reqwest::StatusCode;
+use serde_json::Value;
+
+use crate::server::vault::tokens::{LeasedToken, TokenError, TokenManager};
+use crate::server::vault::ConnectionKey;
+
+/// Bodies larger than this are refused rather than read (a misbehaving upstream must not
+/// exhaust memory).
+pub const MAX_RESPONSE_BYTES: usize = 4 * 1024 * 1024;
+
+/// What went wrong talking to the Workspace, in the terms the product acts on.
+#[derive(Debug, thiserror::Error)]
+pub enum WorkspaceError {
+    #[error("this browser has no connection")]
+    NotConnected,
+    /// `connection_not_found`, `connection_expired`, `missing_bearer` after a refresh, or a
+    /// refresh token the Workspace refused.
+    #[error("the connection must be authorized again ({code})")]
+    ReconnectRequired { code: String },
+    /// `app_not_approved`: only a Workspace admin can fix it.
+    #[error("a Workspace admin has not approved this app")]
+    AppNotApproved,
+    /// `scope_denied`: the grant lacks a scope.
+    #[error("the connection lacks a scope")]
+    ScopeDenied { scope: Option<String> },
+    /// `wrong_organization`: the token is for another organization.
+    #[error("the token belongs to another organization")]
+    WrongOrganization,
+    /// Timeouts, 5xx, 429, malformed answers: the connection stays; retry later.
+    #[error("the Workspace is unavailable: {detail}")]
+    Unavailable { detail: String },
+    /// The Workspace refused our client registration.
+    #[error("the authorization server refused this app's request")]
+    Misconfigured,
+    #[error("the token vault failed")]
+    Vault(#[source] crate::server::vault::VaultError),
+}
+
+impl From<TokenError> for WorkspaceError {
+    fn from(error: TokenError) -> Self {
+        match error {
+            TokenError::NotConnected => WorkspaceError::NotConnected,
+            TokenError::ReconnectRequired => WorkspaceError::ReconnectRequired {
+                code: "invalid_grant".to_owned(),
+            },
+            TokenError::Unavailable(e) => WorkspaceError::Unavailable {
+                detail: e.to_string(),
+            },
+            TokenError::Refused(_) => WorkspaceError::Misconfigured,
+            TokenError::Vault(e) => WorkspaceError::Vault(e),
+        }
+    }
+}
+
+/// A Workspace error body, in any of the shapes seen in the wild.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct WorkspaceErrorBody {
+    pub code: Option<String>,
+    pub message: Option<String>,
+}
+
+/// Parses `{"error":{"code":…,"message":…}}`, `{"error":"…"}` or `{"code":…}`.
+pub fn parse_error_body(body: &[u8]) -> WorkspaceErrorBody {
+    let value: Value = serde_json::from_slice(body).unwrap_or(Value::Null);
+    let text = |v: &Value| v.as_str().map(str::to_owned);
+    match value.get("error") {
+        Some(Value::Object(error)) => WorkspaceErrorBody {
+            code: error.get("code").and_then(text),
+            message: error.get("message").and_then(text),
+        },
+        Some(Value::String(code)) => WorkspaceErrorBody {
+            code: Some(code.clone()),
+            message: value
+                .get("error_description")
+                .or_else(|| value.get("message"))
+                .and_then(text),
+        },
+        _ => WorkspaceErrorBody {
+            code: value.get("code").and_then(text),
+            message: value.get("message").and_then(text),
+        },
+    }
+}
+
+/// What a failed response means.
+fn classify(status: StatusCode, body: &WorkspaceErrorBody) -> WorkspaceError {
+    match body.code.as_deref() {
+        Some("connection_not_found" | "connection_expired" | "missing_bearer") => {
+            WorkspaceError::ReconnectRequired {
+                code: body.code.clone().unwrap_or_default(),
+            }
+        }
+        Some("app_not_approved") => WorkspaceError::AppNotApproved,
+        Some("scope_denied") => WorkspaceError::ScopeDenied {
+            scope: body.message.as_deref().and_then(scope_in_message),
+        },
+        Some("wrong_organization") => WorkspaceError::WrongOrganization,
+        _ if status == StatusCode::UNAUTHORIZED => WorkspaceError::ReconnectRequired {
+            code: "unauthorized".to_owned(),
+        },
+        _ => WorkspaceError::Unavailable {
+            detail: format!("the Workspace answered {status}"),
+        },
+    }
+}
+
+/// Finds a known scope named in a `scope_denied` message.
+fn scope_in_message(message: &str) -> Option<String> {
+    ["organization:read", "client:read", "property:read"]
+        .into_iter()
+        .find(|scope| message.contains(scope))
+        .map(str::to_owned)
+}
+
+/// The partner API client for one Workspace.
+#[derive(Debug, Clone)]
+pub struct WorkspaceClient {
+    http: reqwest::Client,
+    base_url: String,
+    tokens: TokenManager,
+}
+
+impl WorkspaceClient {
+    pub fn new(http: reqwest::Client, base_url: &str, tokens: TokenManager) -> Self {
+        Self {
+            http,
+            base_url: base_url.trim_end_matches('/').to_owned(),
+            tokens,
+        }
+    }
+
+    pub fn tokens(&self) -> &TokenManager {
+        &self.tokens
+    }
+
+    /// `GET {base}/api/v1/partner/organizations/{org}/{resource}` as JSON, with one refresh and
+    /// one retry when the Workspace says the token is no longer good.
+    #[tracing::instrument(skip_all, fields(org = %key.organization_id, resource = resource))]
+    pub async fn get(
+        &self,
+        key: &ConnectionKey,
+        resource: &str,
+        query: &[(&str, &str)],
+    ) -> Result<Value, WorkspaceError> {
+        let leased = self.tokens.access_token(key).await?;
+        match self.send(key, resource, query, &leased).await {
+            Err(Rejected::TokenRejected) => {
+                // RFC 6750 §3.1 invalid_token: refresh once, retry once, never loop.
+                let leased = self
+                    .tokens
+                    .refresh_after_rejection(key, leased.generation)
+                    .await?;
+                match self.send(key, resource, query, &leased).await {
+                    Ok(value) => Ok(value),
+                    Err(Rejected::TokenRejected) => Err(WorkspaceError::ReconnectRequired {
+                        code: "connection_expired".to_owned(),
+                    }),
+                    Err(Rejected::Other(error)) => Err(error),
+                }
+            }
+            Ok(value) => Ok(value),
+            Err(Rejected::Other(error)) => Err(error),
+        }
+    }
+
+    async fn send(
+        &self,
+        key: &ConnectionKey,
+        resource: &str,
+        query: &[(&str, &str)],
+        leased: &LeasedToken,
+    ) -> Result<Value, Rejected> {
+        let organization: String =
+            url::form_urlencoded::byte_serialize(key.organization_id.as_bytes()).collect();
+        let url = format!(
+            "{}/api/v1/partner/organizations/{organization}/{resource}",
+            self.base_url
+        );
+        let response = self
+            .http
+            .get(&url)
+            .query(query)
+            .bearer_auth(leased.token.expose())
+            .header(reqwest::header::ACCEPT, "application/json")
+            .send()
+            .await
+            .map_err(|e| {
+                Rejected::Other(WorkspaceError::Unavailable {
+                    detail: if e.is_timeout() {
+                        "the Workspace did not answer in time".to_owned()
+                    } else {
+                        e.without_url().to_string()
+                    },
+                })
+            })?;
+        let status = response.status();
+        let body = read_limited(response).await.map_err(Rejected::Other)?;
+        if status.is_success() {
+            return serde_json::from_slice(&body).map_err(|_| {
+                Rejected::Other(WorkspaceError::Unavailable {
+                    detail: "the Workspace sent a body that is not JSON".to_owned(),
+                })
+            });
+        }
+        let parsed = parse_error_body(&body);
+        let error = classify(status, &parsed);
+        // Only an expired or unrecognised token is worth a refresh; a deleted connection is not.
+        let refreshable = status == StatusCode::UNAUTHORIZED
+            && matches!(
+                parsed.code.as_deref(),
+                Some("connection_expired" | "missing_bearer") | None
+            );
+        if refreshable {
+            return Err(Rejected::TokenRejected);
+        }
+        Err(Rejected::Other(error))
+    }
+}
+
+enum Rejected {
+    TokenRejected,
+    Other(WorkspaceError),
+}
+
+async fn read_limited(mut response: reqwest::Response) -> Result<Vec<u8>, WorkspaceError> {
+    if response
+        .content_length()
+        .is_some_and(|len| len > MAX_RESPONSE_BYTES as u64)
+    {
+        return Err(WorkspaceError::Unavailable {
+            detail: "the Workspace response is too large".to_owned(),
+        });
+    }
+    let mut body = Vec::new();
+    while let Some(chunk) = response
+        .chunk()
+        .await
+        .map_err(|e| WorkspaceError::Unavailable {
+            detail: if e.is_timeout() {
+                "the Workspace did not finish its answer in time".to_owned()
+            } else {
+                e.without_url().to_string()
+            },
+        })?
+    {
+        if body.len() + chunk.len() > MAX_RESPONSE_BYTES {
+            return Err(WorkspaceError::Unavailable {
+                detail: "the Workspace response is too large".to_owned(),
+            });
+        }
+        body.extend_from_slice(&chunk);
+    }
+    Ok(body)
+}
+
+/// The one HTTP client: connect and total timeouts, and no redirects (a redirect from a token
+/// or API endpoint is refused, never followed: SSRF and token leaks, RFC 9700 §4.11).
+pub fn http_client() -> Result<reqwest::Client, reqwest::Error> {
+    reqwest::Client::builder()
+        .redirect(reqwest::redirect::Policy::none())
+        .connect_timeout(Duration::from_secs(5))
+        .timeout(Duration::from_secs(15))
+        .pool_idle_timeout(Duration::from_secs(90))
+        .user_agent(concat!("qentrah-connect/", env!("CARGO_PKG_VERSION")))
+        .build()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn error_bodies_in_every_shape() {
+        let nested =
+            parse_error_body(br#"{"error":{"code":"scope_denied","message":"needs client:read"}}"#);
+        assert_eq!(nested.code.as_deref(), Some("scope_denied"));
+        let flat = parse_error_body(br#"{"error":"connection_expired"}"#);
+        assert_eq!(flat.code.as_deref(), Some("connection_expired"));
+        let bare = parse_error_body(br#"{"code":"app_not_approved"}"#);
+        assert_eq!(bare.code.as_deref(), Some("app_not_approved"));
+        assert_eq!(parse_error_body(b"<html>").code, None);
+    }
+
+    #[test]
+    fn codes_map_to_what_the_product_does() {
+        let body = |code: &str| WorkspaceErrorBody {
+            code: Some(code.to_owned()),
+            message: Some("This request needs the property:read scope.".to_owned()),
+        };
+        assert!(matches!(
+            classify(StatusCode::NOT_FOUND, &body("connection_not_found")),
+            WorkspaceError::ReconnectRequired { .. }
+        ));
+        assert!(matches!(
+            classify(StatusCode::FORBIDDEN, &body("app_not_approved")),
+            WorkspaceError::AppNotApproved
+        ));
+        assert!(matches!(
+            classify(StatusCode::FORBIDDEN, &body("scope_denied")),
+            WorkspaceError::ScopeDenied { scope: Some(ref s) } if s == "property:read"
+        ));
+        assert!(matches!(
+            classify(StatusCode::FORBIDDEN, &body("wrong_organization")),
+            WorkspaceError::WrongOrganization
+        ));
+        assert!(matches!(
+            classify(
+                StatusCode::SERVICE_UNAVAILABLE,
+                &WorkspaceErrorBody {
+                    code: None,
+                    message: None
+                }
+            ),
+            WorkspaceError::Unavailable { .. }
+        ));
+    }
+}
