@@ -16,6 +16,7 @@ export CARGO_TERM_COLOR ?= never
 
 TARGET_DIR := $(or $(CARGO_TARGET_DIR),$(CURDIR)/target)
 APP_BIN := $(TARGET_DIR)/release/qentrah-connect
+WORKSPACE_BIN := $(TARGET_DIR)/release/qentrah-dev-workspace
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
 # $(call stage,NAME,COMMAND): runs COMMAND, printing how long it took.
@@ -94,11 +95,12 @@ unit-and-integration:
 
 release:
 	cargo leptos build --release
+	cargo build --release -p qentrah-dev-workspace
 	node scripts/bundle-sizes.mjs target/site/pkg
 
 e2e:
 	rm -rf target/e2e && mkdir -p target/e2e
-	cd end2end && APP_BIN='$(APP_BIN)' playwright test
+	cd end2end && APP_BIN='$(APP_BIN)' WORKSPACE_BIN='$(WORKSPACE_BIN)' playwright test
 
 clean:
 	cargo clean

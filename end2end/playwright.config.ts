@@ -5,6 +5,9 @@ import { defineConfig } from '@playwright/test';
 const port = Number(process.env.E2E_APP_PORT ?? 3101);
 const baseURL = `http://localhost:${port}`;
 const appBin = process.env.APP_BIN ?? '../target/release/qentrah-connect';
+const workspaceBin = process.env.WORKSPACE_BIN ?? '../target/release/qentrah-dev-workspace';
+const workspacePort = Number(process.env.E2E_WORKSPACE_PORT ?? 3100);
+export const workspaceURL = `http://localhost:${workspacePort}`;
 
 export default defineConfig({
   testDir: './tests',
@@ -41,7 +44,22 @@ export default defineConfig({
     { name: 'js', use: { javaScriptEnabled: true } },
     { name: 'no-js', use: { javaScriptEnabled: false } },
   ],
-  webServer: {
+  webServer: [
+    {
+      // The dev Workspace, registered for this app's callback.
+      command: workspaceBin,
+      url: `http://127.0.0.1:${workspacePort}/.well-known/oauth-authorization-server`,
+      reuseExistingServer: false,
+      timeout: 30_000,
+      stdout: 'ignore',
+      stderr: 'pipe',
+      env: {
+        DEV_WORKSPACE_URL: workspaceURL,
+        DEV_WORKSPACE_ADDR: `127.0.0.1:${workspacePort}`,
+        PARTNER_APP_URL: baseURL,
+      },
+    },
+    {
     command: appBin,
     cwd: '..',
     url: `http://127.0.0.1:${port}/healthz`,
@@ -53,11 +71,12 @@ export default defineConfig({
       PARTNER_APP_URL: baseURL,
       LEPTOS_SITE_ADDR: `127.0.0.1:${port}`,
       DATABASE_URL: process.env.E2E_DATABASE_URL ?? 'sqlite://target/e2e/app.db',
-      QENTRAH_WORKSPACE_API_URL: process.env.E2E_WORKSPACE_URL ?? 'http://localhost:3100',
+      QENTRAH_WORKSPACE_API_URL: workspaceURL,
       QENTRAH_CLIENT_ID: 'partners_client_dev_public',
       QENTRAH_CLIENT_SECRET: '',
       SESSION_SECRET: 'end-to-end-test-session-secret-0123456789',
       RUST_LOG: 'info',
     },
   },
+  ],
 });

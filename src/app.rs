@@ -2,7 +2,7 @@ use leptos::prelude::*;
 use leptos_meta::{provide_meta_context, Link, MetaTags, Stylesheet, Title};
 use leptos_router::{
     components::{Route, Router, Routes},
-    path,
+    path, SsrMode,
 };
 
 use crate::ui::layout::SiteHeader;
@@ -52,7 +52,9 @@ pub fn App() -> impl IntoView {
             <SiteHeader/>
             <main id="main" class="page">
                 <Routes fallback=NotFoundPage>
-                    <Route path=path!("") view=HomePage/>
+                    // Async: the whole page, data included, is in the first HTML, so it reads
+                    // the same without JavaScript (streamed Suspense would need a script).
+                    <Route path=path!("") view=HomePage ssr=SsrMode::Async/>
                     <Route path=path!("/connect/failed") view=ConnectFailedPage/>
                 </Routes>
             </main>

@@ -8,7 +8,8 @@ use crate::api::{connection_status, AppError, Disconnect};
 use crate::domain::{ConnectFailure, ConnectionState};
 
 /// Where the "Authorize with Qentrah" control leads: a plain route, so it works before
-/// hydration and without JavaScript.
+/// hydration and without JavaScript. Links to it carry `rel="external"` so the client-side
+/// router lets the browser navigate to the server.
 pub const START_URL: &str = "/api/auth/qentrah/start";
 
 /// The connection panel on the home page: authorize, connected, or reconnect.
@@ -39,11 +40,11 @@ fn ConnectionPanel() -> impl IntoView {
                         <div class="notice notice--warn" role="status">
                             <p>"Your connection to Qentrah has expired."</p>
                         </div>
-                        <a class="button" href=START_URL>"Reconnect to Qentrah"</a>
+                        <a class="button" href=START_URL rel="external">"Reconnect to Qentrah"</a>
                     }.into_any(),
                     Err(AppError::NotConnected) => view! {
                         <p>"Connect your organization to see its clients and properties here."</p>
-                        <a class="button" href=START_URL>"Authorize with Qentrah"</a>
+                        <a class="button" href=START_URL rel="external">"Authorize with Qentrah"</a>
                     }.into_any(),
                     Err(_) => view! {
                         <div class="notice notice--error" role="alert">
@@ -74,7 +75,7 @@ pub fn ConnectFailedPage() -> impl IntoView {
             <h1 id="failed-title">{move || failure().explain().0}</h1>
             <p>{move || failure().explain().1}</p>
             <p class="actions">
-                <a class="button" href=START_URL>"Try again"</a>
+                <a class="button" href=START_URL rel="external">"Try again"</a>
                 " "
                 <a class="button button--quiet" href="/">"Back to the home page"</a>
             </p>
