@@ -6,7 +6,10 @@ use leptos_router::{
 };
 
 use crate::ui::layout::SiteHeader;
-use crate::ui::pages::{ConnectFailedPage, HomePage, NotFoundPage};
+use crate::ui::pages::{
+    ClientsPage, ConnectFailedPage, ConnectionPage, HomePage, NotFoundPage, OrganizationPage,
+    PropertiesPage,
+};
 
 /// The HTML document the server renders around [`App`].
 pub fn shell(options: LeptosOptions) -> impl IntoView {
@@ -55,6 +58,10 @@ pub fn App() -> impl IntoView {
                     // Async: the whole page, data included, is in the first HTML, so it reads
                     // the same without JavaScript (streamed Suspense would need a script).
                     <Route path=path!("") view=HomePage ssr=SsrMode::Async/>
+                    <Route path=path!("/organization") view=OrganizationPage ssr=SsrMode::Async/>
+                    <Route path=path!("/clients") view=ClientsPage ssr=SsrMode::Async/>
+                    <Route path=path!("/properties") view=PropertiesPage ssr=SsrMode::Async/>
+                    <Route path=path!("/connection") view=ConnectionPage ssr=SsrMode::Async/>
                     <Route path=path!("/connect/failed") view=ConnectFailedPage/>
                 </Routes>
             </main>

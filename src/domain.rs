@@ -28,6 +28,30 @@ pub struct ConnectionView {
 pub struct OrganizationView {
     pub id: String,
     pub name: String,
+    pub plan: Option<String>,
+    pub country: Option<String>,
+    pub timezone: Option<String>,
+    pub billing_email: Option<String>,
+}
+
+/// A client or property as the lists show it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RecordView {
+    pub id: String,
+    pub name: String,
+    /// An e-mail for a client, a kind for a property.
+    pub detail: Option<String>,
+    pub status: Option<String>,
+    /// "City, Country".
+    pub location: Option<String>,
+}
+
+/// Everything the overview page shows, loaded in one concurrent round trip.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct DashboardView {
+    pub organization: OrganizationView,
+    pub clients: Vec<RecordView>,
+    pub properties: Vec<RecordView>,
 }
 
 /// Why a connection attempt ended without a connection; the callback redirects to

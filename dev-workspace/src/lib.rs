@@ -249,13 +249,19 @@ async fn observe(State(world): State<SharedWorld>, request: Request, next: Next)
         .map(|v| v.split(' ').next().unwrap_or_default().to_owned());
     let method = parts.method.to_string();
 
+    let partner_api = matches!(
+        endpoint,
+        Some(Endpoint::Me | Endpoint::Clients | Endpoint::Properties)
+    );
     let latency = {
         let mut w = world.lock();
-        if matches!(
-            endpoint,
-            Some(Endpoint::Me | Endpoint::Clients | Endpoint::Properties)
-        ) {
+        if partner_api {
             w.counters.partner_api_requests += 1;
+            w.partner_api_in_flight += 1;
+            w.counters.partner_api_peak_in_flight = w
+                .counters
+                .partner_api_peak_in_flight
+                .max(w.partner_api_in_flight);
         }
         endpoint.and_then(|e| w.latency.get(&e).copied())
     };
@@ -272,6 +278,9 @@ async fn observe(State(world): State<SharedWorld>, request: Request, next: Next)
     };
 
     let mut w = world.lock();
+    if partner_api {
+        w.partner_api_in_flight = w.partner_api_in_flight.saturating_sub(1);
+    }
     let at = w.now_secs();
     w.record(LoggedRequest {
         at,

@@ -132,6 +132,9 @@ pub struct Counters {
     pub token_errors: u64,
     pub revocations: u64,
     pub partner_api_requests: u64,
+    /// The most partner-API requests ever in flight at once (shows whether a client
+    /// parallelises its reads).
+    pub partner_api_peak_in_flight: u64,
 }
 
 /// One request as received, with every secret value replaced by `[redacted]`.
@@ -245,6 +248,7 @@ pub struct World {
     /// Every code and token this Workspace handed out, and every PKCE verifier it received,
     /// so leak tests know what to look for.
     pub issued_secrets: Vec<String>,
+    pub partner_api_in_flight: u64,
     next_grant: u64,
 }
 
@@ -276,6 +280,7 @@ impl World {
             log: Vec::new(),
             counters: Counters::default(),
             issued_secrets: Vec::new(),
+            partner_api_in_flight: 0,
             next_grant: 1,
         }
     }

@@ -7,7 +7,7 @@ pub use error::AppError;
 
 use leptos::prelude::*;
 
-use crate::domain::{ConnectionView, OrganizationView};
+use crate::domain::{ConnectionView, DashboardView, OrganizationView, RecordView};
 
 /// The browser's connection, or why there is none.
 #[server(endpoint = "connection_status")]
@@ -21,6 +21,27 @@ pub async fn connection_status() -> Result<ConnectionView, AppError> {
 pub async fn organization_overview() -> Result<OrganizationView, AppError> {
     use crate::server::api_support::{connection_key, state, with_status};
     with_status(async { state()?.organization(&connection_key().await?).await }.await)
+}
+
+/// The organization with its clients and properties, loaded concurrently.
+#[server(endpoint = "dashboard")]
+pub async fn dashboard() -> Result<DashboardView, AppError> {
+    use crate::server::api_support::{connection_key, state, with_status};
+    with_status(async { state()?.dashboard(&connection_key().await?).await }.await)
+}
+
+/// Every client of the organization (pagination followed on the server).
+#[server(endpoint = "clients")]
+pub async fn list_clients() -> Result<Vec<RecordView>, AppError> {
+    use crate::server::api_support::{connection_key, state, with_status};
+    with_status(async { state()?.list(&connection_key().await?, "clients").await }.await)
+}
+
+/// Every property of the organization (pagination followed on the server).
+#[server(endpoint = "properties")]
+pub async fn list_properties() -> Result<Vec<RecordView>, AppError> {
+    use crate::server::api_support::{connection_key, state, with_status};
+    with_status(async { state()?.list(&connection_key().await?, "properties").await }.await)
 }
 
 /// Revokes and deletes the browser's connection; works even when the Workspace is down.

@@ -8,7 +8,7 @@ use super::vault::store::to_unix;
 use super::vault::{ConnectionKey, ConnectionState};
 use super::workspace::WorkspaceError;
 use crate::api::AppError;
-use crate::domain::{self, ConnectionView, OrganizationView};
+use crate::domain::{self, ConnectionView, DashboardView, OrganizationView, RecordView};
 
 /// Gives an error its HTTP status (a server function's error is otherwise a 500): the caller's
 /// state is a 4xx, the Workspace's trouble a 503, only our own failure a 500.
@@ -104,16 +104,19 @@ impl AppState {
     }
 
     pub async fn organization(&self, key: &ConnectionKey) -> Result<OrganizationView, AppError> {
-        let me = self.workspace.get(key, "me", &[]).await?;
-        let text = |field: &str| me.get(field).and_then(|v| v.as_str()).map(str::to_owned);
-        let name = text("name").or_else(|| text("display_name"));
-        match (text("id"), name) {
-            (Some(id), Some(name)) => Ok(OrganizationView { id, name }),
-            _ => {
-                tracing::warn!("the Workspace's `me` has no id or name");
-                Err(AppError::Retry)
-            }
-        }
+        Ok(self.workspace.organization(key).await?)
+    }
+
+    pub async fn dashboard(&self, key: &ConnectionKey) -> Result<DashboardView, AppError> {
+        Ok(self.workspace.dashboard(key).await?)
+    }
+
+    pub async fn list(
+        &self,
+        key: &ConnectionKey,
+        resource: &str,
+    ) -> Result<Vec<RecordView>, AppError> {
+        Ok(self.workspace.list(key, resource).await?)
     }
 
     /// Revokes the refresh token (RFC 7009), then deletes the connection whatever the

@@ -1,4 +1,5 @@
 use leptos::prelude::*;
+use leptos_router::components::A;
 
 /// The product header: name and primary navigation.
 #[component]
@@ -11,8 +12,13 @@ pub fn SiteHeader() -> impl IntoView {
                     <span class="brand__name">"Qentrah Connect"</span>
                 </a>
                 <nav aria-label="Primary">
+                    // `A` marks the current page with aria-current="page".
                     <ul class="nav">
-                        <li><a href="/">"Home"</a></li>
+                        <li><A href="/" exact=true>"Home"</A></li>
+                        <li><A href="/organization">"Organization"</A></li>
+                        <li><A href="/clients">"Clients"</A></li>
+                        <li><A href="/properties">"Properties"</A></li>
+                        <li><A href="/connection">"Connection"</A></li>
                     </ul>
                 </nav>
             </div>

@@ -1,10 +1,15 @@
 use leptos::prelude::*;
 use leptos_meta::Title;
-
 use leptos_router::hooks::use_query_map;
 
+use super::format::{describe_scope, format_unix};
+use super::records::RecordTable;
+use super::states::{start_url, ErrorScreen};
 use super::use_hydrated;
-use crate::api::{connection_status, AppError, Disconnect};
+use crate::api::{
+    connection_status, dashboard, list_clients, list_properties, organization_overview, AppError,
+    Disconnect,
+};
 use crate::domain::{ConnectFailure, ConnectionState};
 
 /// Where the "Authorize with Qentrah" control leads: a plain route, so it works before
@@ -12,49 +17,243 @@ use crate::domain::{ConnectFailure, ConnectionState};
 /// router lets the browser navigate to the server.
 pub const START_URL: &str = "/api/auth/qentrah/start";
 
-/// The connection panel on the home page: authorize, connected, or reconnect.
+/// Shown while a page's data loads.
 #[component]
-fn ConnectionPanel() -> impl IntoView {
-    let status = Resource::new(|| (), |_| connection_status());
-    let disconnect = ServerAction::<Disconnect>::new();
-    Effect::new(move |_| {
-        if disconnect.value().get().is_some() {
-            status.refetch();
-        }
-    });
+fn Loading(what: &'static str) -> impl IntoView {
     view! {
+        <div class="loading" role="status" aria-live="polite">
+            <span class="loading__bar" aria-hidden="true"></span>
+            <span>{format!("Loading {what}…")}</span>
+        </div>
+    }
+}
+
+/// Home: what the product does, and the connection (authorize, or the organization's name).
+#[component]
+pub fn HomePage() -> impl IntoView {
+    // Open on the server, so the steps are readable without JavaScript; the toggle appears
+    // only once hydrated, because before that it could not respond.
+    let (steps_open, set_steps_open) = signal(true);
+    let hydrated = use_hydrated();
+    let organization = Resource::new(|| (), |_| organization_overview());
+
+    view! {
+        <Title text=""/>
+        <section class="hero" aria-labelledby="home-title">
+            <h1 id="home-title">"Connect your Qentrah Workspace"</h1>
+            <p class="lede">
+                "Qentrah Connect reads your organization, clients and properties from your "
+                "Qentrah Workspace, so you don't have to copy them by hand. You approve the "
+                "access in Qentrah; the credentials stay on our server and never reach your browser."
+            </p>
+        </section>
+
         <section class="card" aria-labelledby="connection-title">
             <h2 id="connection-title">"Your Qentrah connection"</h2>
-            <Suspense fallback=|| view! { <p class="muted">"Checking your connection…"</p> }>
-                {move || status.get().map(|result| match result {
-                    Ok(connection) if connection.state == ConnectionState::Connected => view! {
+            <Suspense fallback=|| view! { <Loading what="your connection"/> }>
+                {move || organization.get().map(|result| match result {
+                    Ok(org) => view! {
                         <div class="notice notice--ok" role="status">
-                            <p>"Connected to organization " <code>{connection.organization_id}</code></p>
-                            <p>"Granted: " {connection.scopes.join(", ")}</p>
+                            <p>"Connected to " <strong>{org.name}</strong></p>
                         </div>
-                        <ActionForm action=disconnect>
-                            <button type="submit" class="button button--quiet">"Disconnect"</button>
-                        </ActionForm>
-                    }.into_any(),
-                    Ok(_) | Err(AppError::ReconnectRequired) => view! {
-                        <div class="notice notice--warn" role="status">
-                            <p>"Your connection to Qentrah has expired."</p>
-                        </div>
-                        <a class="button" href=START_URL rel="external">"Reconnect to Qentrah"</a>
+                        <p class="actions">
+                            <a class="button" href="/organization">"View organization"</a>
+                            <a class="button button--quiet" href="/clients">"Clients"</a>
+                            <a class="button button--quiet" href="/properties">"Properties"</a>
+                            <a class="button button--quiet" href="/connection">"Connection"</a>
+                        </p>
                     }.into_any(),
                     Err(AppError::NotConnected) => view! {
                         <p>"Connect your organization to see its clients and properties here."</p>
                         <a class="button" href=START_URL rel="external">"Authorize with Qentrah"</a>
                     }.into_any(),
-                    Err(_) => view! {
-                        <div class="notice notice--error" role="alert">
-                            <p>"We could not check your connection. Try again in a moment."</p>
-                        </div>
-                        <a class="button button--quiet" href="/">"Retry"</a>
-                    }.into_any(),
+                    Err(error) => view! { <ErrorScreen error/> }.into_any(),
                 })}
             </Suspense>
         </section>
+
+        <section class="card" aria-labelledby="how-title">
+            <div class="card__header">
+                <h2 id="how-title">"How connecting works"</h2>
+                <button
+                    type="button"
+                    class="button button--quiet"
+                    hidden=move || !hydrated.get()
+                    aria-expanded=move || steps_open.get().to_string()
+                    aria-controls="how-steps"
+                    on:click=move |_| set_steps_open.update(|open| *open = !*open)
+                >
+                    {move || if steps_open.get() { "Hide the steps" } else { "Show the steps" }}
+                </button>
+            </div>
+            <ol id="how-steps" class="steps" hidden=move || !steps_open.get()>
+                <li>"You start the connection here and sign in to Qentrah."</li>
+                <li>"Qentrah asks you to approve read access for your organization."</li>
+                <li>"You come back here, connected. Disconnect at any time."</li>
+            </ol>
+        </section>
+    }
+}
+
+/// `/organization`: the profile with its clients and properties, all loaded at once.
+#[component]
+pub fn OrganizationPage() -> impl IntoView {
+    let data = Resource::new(|| (), |_| dashboard());
+    view! {
+        <Title text="Organization"/>
+        <Transition fallback=|| view! { <Loading what="your organization"/> }>
+            {move || data.get().map(|result| match result {
+                Ok(d) => {
+                    let org = d.organization;
+                    let active_clients = d.clients.iter().filter(|c| c.status.as_deref() == Some("active")).count();
+                    let facts = [
+                        ("Plan", org.plan.clone()),
+                        ("Country", org.country.clone()),
+                        ("Time zone", org.timezone.clone()),
+                        ("Billing e-mail", org.billing_email.clone()),
+                        ("Qentrah id", Some(org.id.clone())),
+                    ];
+                    view! {
+                        <section class="hero" aria-labelledby="org-title">
+                            <h1 id="org-title" class="break">{org.name.clone()}</h1>
+                        </section>
+                        <div class="stats">
+                            <a class="stat card" href="/clients">
+                                <span class="stat__value">{d.clients.len()}</span>
+                                <span class="stat__label">"Clients"</span>
+                                <span class="muted">{format!("{active_clients} active")}</span>
+                            </a>
+                            <a class="stat card" href="/properties">
+                                <span class="stat__value">{d.properties.len()}</span>
+                                <span class="stat__label">"Properties"</span>
+                            </a>
+                        </div>
+                        <section class="card" aria-labelledby="profile-title">
+                            <h2 id="profile-title">"Profile"</h2>
+                            <dl class="facts">
+                                {facts.into_iter().filter_map(|(label, value)| value.map(|v| view! {
+                                    <dt>{label}</dt><dd class="break">{v}</dd>
+                                })).collect_view()}
+                            </dl>
+                        </section>
+                    }.into_any()
+                }
+                Err(error) => view! {
+                    <h1>"Organization"</h1>
+                    <ErrorScreen error/>
+                }.into_any(),
+            })}
+        </Transition>
+    }
+}
+
+/// `/clients`.
+#[component]
+pub fn ClientsPage() -> impl IntoView {
+    let data = Resource::new(|| (), |_| list_clients());
+    view! {
+        <Title text="Clients"/>
+        <h1>"Clients"</h1>
+        <Transition fallback=|| view! { <Loading what="clients"/> }>
+            {move || data.get().map(|result| match result {
+                Ok(records) => view! { <RecordTable records noun="client" detail_heading="E-mail"/> }.into_any(),
+                Err(error) => view! { <ErrorScreen error/> }.into_any(),
+            })}
+        </Transition>
+    }
+}
+
+/// `/properties`.
+#[component]
+pub fn PropertiesPage() -> impl IntoView {
+    let data = Resource::new(|| (), |_| list_properties());
+    view! {
+        <Title text="Properties"/>
+        <h1>"Properties"</h1>
+        <Transition fallback=|| view! { <Loading what="properties"/> }>
+            {move || data.get().map(|result| match result {
+                Ok(records) => view! { <RecordTable records noun="property" detail_heading="Kind"/> }.into_any(),
+                Err(error) => view! { <ErrorScreen error/> }.into_any(),
+            })}
+        </Transition>
+    }
+}
+
+/// `/connection`: status, granted access, dates, and Disconnect (with a confirmation step that
+/// works without JavaScript: `?confirm=disconnect`).
+#[component]
+pub fn ConnectionPage() -> impl IntoView {
+    let disconnect = ServerAction::<Disconnect>::new();
+    let status = Resource::new(move || disconnect.version().get(), |_| connection_status());
+    let query = use_query_map();
+    let confirming = move || query.with(|q| q.get("confirm").as_deref() == Some("disconnect"));
+
+    view! {
+        <Title text="Connection"/>
+        <h1>"Connection"</h1>
+        <Transition fallback=|| view! { <Loading what="your connection"/> }>
+            {move || status.get().map(|result| match result {
+                Ok(connection) => {
+                    let connected = connection.state == ConnectionState::Connected;
+                    view! {
+                        <section class="card" aria-labelledby="conn-title">
+                            <h2 id="conn-title">
+                                {if connected { "Connected" } else { "Reconnection needed" }}
+                            </h2>
+                            <dl class="facts">
+                                <dt>"Organization"</dt><dd><code>{connection.organization_id.clone()}</code></dd>
+                                <dt>"Status"</dt>
+                                <dd>
+                                    <span class=if connected { "badge badge--ok" } else { "badge badge--warn" }>
+                                        {if connected { "Active" } else { "Expired" }}
+                                    </span>
+                                </dd>
+                                <dt>"Connected since"</dt><dd>{format_unix(connection.connected_at)}</dd>
+                                <dt>"Last refresh"</dt>
+                                <dd>{connection.refreshed_at.map(format_unix).unwrap_or_else(|| "Not yet".to_owned())}</dd>
+                            </dl>
+                            <h3>"This app may"</h3>
+                            <ul>
+                                {connection.scopes.iter().map(|scope| view! {
+                                    <li>{describe_scope(scope)} " " <code>{scope.clone()}</code></li>
+                                }).collect_view()}
+                            </ul>
+                            {(!connected).then(|| view! {
+                                <a class="button" href=start_url("/connection") rel="external">"Reconnect to Qentrah"</a>
+                            })}
+                        </section>
+                        <section class="card" aria-labelledby="disconnect-title">
+                            <h2 id="disconnect-title">"Disconnect"</h2>
+                            <p>"Disconnecting revokes this app's access in Qentrah and deletes its stored credentials. You can connect again at any time."</p>
+                            {move || if confirming() {
+                                view! {
+                                    <div class="notice notice--warn" role="alertdialog" aria-labelledby="confirm-title">
+                                        <p id="confirm-title"><strong>"Disconnect from Qentrah?"</strong></p>
+                                        <ActionForm action=disconnect>
+                                            <p class="actions">
+                                                <button type="submit" class="button button--danger">"Yes, disconnect"</button>
+                                                <a class="button button--quiet" href="/connection">"Cancel"</a>
+                                            </p>
+                                        </ActionForm>
+                                    </div>
+                                }.into_any()
+                            } else {
+                                view! {
+                                    <a class="button button--quiet" href="/connection?confirm=disconnect">"Disconnect…"</a>
+                                }.into_any()
+                            }}
+                        </section>
+                    }.into_any()
+                }
+                Err(AppError::NotConnected) => view! {
+                    <section class="card">
+                        <p role="status">"Not connected to Qentrah."</p>
+                        <a class="button" href=start_url("/connection") rel="external">"Authorize with Qentrah"</a>
+                    </section>
+                }.into_any(),
+                Err(error) => view! { <ErrorScreen error/> }.into_any(),
+            })}
+        </Transition>
     }
 }
 
@@ -76,53 +275,8 @@ pub fn ConnectFailedPage() -> impl IntoView {
             <p>{move || failure().explain().1}</p>
             <p class="actions">
                 <a class="button" href=START_URL rel="external">"Try again"</a>
-                " "
                 <a class="button button--quiet" href="/">"Back to the home page"</a>
             </p>
-        </section>
-    }
-}
-
-/// Home: what the product does and how connecting works.
-#[component]
-pub fn HomePage() -> impl IntoView {
-    // Open on the server, so the steps are readable without JavaScript; the toggle appears
-    // only once hydrated, because before that it could not respond.
-    let (steps_open, set_steps_open) = signal(true);
-    let hydrated = use_hydrated();
-
-    view! {
-        <Title text=""/>
-        <section class="hero" aria-labelledby="home-title">
-            <h1 id="home-title">"Connect your Qentrah Workspace"</h1>
-            <p class="lede">
-                "Qentrah Connect reads your organization, clients and properties from your "
-                "Qentrah Workspace, so you don't have to copy them by hand. You approve the "
-                "access in Qentrah; the credentials stay on our server and never reach your browser."
-            </p>
-        </section>
-
-        <ConnectionPanel/>
-
-        <section class="card" aria-labelledby="how-title">
-            <div class="card__header">
-                <h2 id="how-title">"How connecting works"</h2>
-                <button
-                    type="button"
-                    class="button button--quiet"
-                    hidden=move || !hydrated.get()
-                    aria-expanded=move || steps_open.get().to_string()
-                    aria-controls="how-steps"
-                    on:click=move |_| set_steps_open.update(|open| *open = !*open)
-                >
-                    {move || if steps_open.get() { "Hide the steps" } else { "Show the steps" }}
-                </button>
-            </div>
-            <ol id="how-steps" class="steps" hidden=move || !steps_open.get()>
-                <li>"You start the connection here and sign in to Qentrah."</li>
-                <li>"Qentrah asks you to approve read access for your organization."</li>
-                <li>"You come back here, connected. Disconnect at any time."</li>
-            </ol>
         </section>
     }
 }

@@ -8,3 +8,4 @@ mod harness;
 mod health;
 mod leptos_config;
 mod pages;
+mod product;

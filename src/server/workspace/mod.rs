@@ -2,11 +2,15 @@
 //! (RFC 6750 §2.1), one forced refresh and one retry when the Workspace rejects a token, and the
 //! Workspace's error codes mapped to a typed error.
 
+pub mod records;
+
 use std::time::Duration;
 
 use reqwest::StatusCode;
 use serde_json::Value;
 
+use self::records::{parse_organization, parse_page, ParseError};
+use crate::domain::{DashboardView, OrganizationView, RecordView};
 use crate::server::vault::tokens::{LeasedToken, TokenError, TokenManager};
 use crate::server::vault::ConnectionKey;
 
@@ -57,6 +61,19 @@ impl From<TokenError> for WorkspaceError {
         }
     }
 }
+
+impl From<ParseError> for WorkspaceError {
+    fn from(error: ParseError) -> Self {
+        WorkspaceError::Unavailable {
+            detail: format!("the Workspace sent a body we cannot read: {error}"),
+        }
+    }
+}
+
+/// At most this many pages are followed for one list (a runaway cursor must end).
+pub const MAX_PAGES: usize = 100;
+/// The page size asked for when following pages.
+pub const PAGE_SIZE: &str = "100";
 
 /// A Workspace error body, in any of the shapes seen in the wild.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -167,6 +184,53 @@ impl WorkspaceClient {
             Ok(value) => Ok(value),
             Err(Rejected::Other(error)) => Err(error),
         }
+    }
+
+    /// The organization's profile (`me`).
+    pub async fn organization(
+        &self,
+        key: &ConnectionKey,
+    ) -> Result<OrganizationView, WorkspaceError> {
+        Ok(parse_organization(&self.get(key, "me", &[]).await?)?)
+    }
+
+    /// A whole list (`clients` or `properties`), following `next_cursor` on the server.
+    pub async fn list(
+        &self,
+        key: &ConnectionKey,
+        resource: &str,
+    ) -> Result<Vec<RecordView>, WorkspaceError> {
+        let mut records = Vec::new();
+        let mut cursor: Option<String> = None;
+        for _ in 0..MAX_PAGES {
+            let mut query = vec![("limit", PAGE_SIZE)];
+            if let Some(cursor) = &cursor {
+                query.push(("cursor", cursor.as_str()));
+            }
+            let page = parse_page(&self.get(key, resource, &query).await?)?;
+            records.extend(page.records);
+            match page.next_cursor {
+                Some(next) if Some(&next) != cursor.as_ref() => cursor = Some(next),
+                _ => return Ok(records),
+            }
+        }
+        Err(WorkspaceError::Unavailable {
+            detail: format!("{resource} did not end after {MAX_PAGES} pages"),
+        })
+    }
+
+    /// `me`, `clients` and `properties` at once: one round trip's latency, not three.
+    pub async fn dashboard(&self, key: &ConnectionKey) -> Result<DashboardView, WorkspaceError> {
+        let (organization, clients, properties) = tokio::try_join!(
+            self.organization(key),
+            self.list(key, "clients"),
+            self.list(key, "properties"),
+        )?;
+        Ok(DashboardView {
+            organization,
+            clients,
+            properties,
+        })
     }
 
     async fn send(
