@@ -1,4 +1,9 @@
 import { expect, test } from '@playwright/test';
+import { control } from './support';
+
+test.beforeEach(async ({ request }) => {
+  await control(request, 'reset');
+});
 
 // The whole flow in a real browser: the app, the dev Workspace's consent page, and back.
 test('authorize with Qentrah, consent, and come back connected', async ({ page, javaScriptEnabled }) => {
@@ -16,8 +21,8 @@ test('authorize with Qentrah, consent, and come back connected', async ({ page, 
   await page.getByRole('button', { name: 'Approve' }).click();
 
   // Back on the app, on a clean URL.
-  await expect(page.getByText('Connected to organization')).toBeVisible();
-  await expect(page.getByText('org_acme')).toBeVisible();
+  await expect(page.getByText('Connected to')).toBeVisible();
+  await expect(page.getByText('Acme Property Group')).toBeVisible();
   expect(page.url()).not.toContain('code=');
   expect(page.url()).not.toContain('state=');
 });
