@@ -77,6 +77,8 @@ export default defineConfig({
       QENTRAH_CLIENT_SECRET: '',
       SESSION_SECRET: 'end-to-end-test-session-secret-0123456789',
       RUST_LOG: 'info',
+      // The suite runs dozens of flows from one address within a minute.
+      AUTH_RATE_LIMIT_PER_MINUTE: '10000',
     },
   },
   ],

@@ -29,6 +29,10 @@ test('with JavaScript the page hydrates and its controls respond', async ({ page
   test.skip(!javaScriptEnabled, 'needs JavaScript');
   const errors: string[] = [];
   page.on('pageerror', (error) => errors.push(error.message));
+  // A CSP that blocked Leptos's scripts or the wasm would show up here.
+  page.on('console', (message) => {
+    if (message.type() === 'error') errors.push(message.text());
+  });
 
   await page.goto('/');
   await expect(page.locator('body')).toHaveAttribute('data-hydrated', 'true');

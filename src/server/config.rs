@@ -22,7 +22,11 @@ pub mod var {
     pub const SCOPES: &str = "QENTRAH_SCOPES";
     pub const TOKEN_VAULT_KEY: &str = "TOKEN_VAULT_KEY";
     pub const TOKEN_VAULT_PREVIOUS_KEYS: &str = "TOKEN_VAULT_PREVIOUS_KEYS";
+    pub const AUTH_RATE_LIMIT_PER_MINUTE: &str = "AUTH_RATE_LIMIT_PER_MINUTE";
 }
+
+/// Requests per minute one client address may make to the OAuth routes, by default.
+pub const DEFAULT_AUTH_RATE_LIMIT_PER_MINUTE: u32 = 60;
 
 /// The scopes requested when `QENTRAH_SCOPES` is not set: the brief's set.
 pub const DEFAULT_SCOPES: &str = "organization:read client:read property:read offline_access";
@@ -60,6 +64,8 @@ pub struct AppConfig {
     pub session_secret: SessionSecret,
     pub database: DatabaseUrl,
     pub vault: VaultKeys,
+    /// Requests per minute per client address on `/api/auth/…`.
+    pub auth_rate_limit_per_minute: u32,
 }
 
 /// Keys for the token vault: the current one (absent: derived from `SESSION_SECRET`) and
@@ -214,6 +220,20 @@ impl AppConfig {
             .filter(|key| !key.trim().is_empty())
             .map(|key| VaultKeyMaterial::parse(var::TOKEN_VAULT_PREVIOUS_KEYS, key))
             .collect::<Result<Vec<_>, _>>()?;
+        let auth_rate_limit_per_minute = match lookup(var::AUTH_RATE_LIMIT_PER_MINUTE) {
+            Some(value) if !value.trim().is_empty() => value
+                .trim()
+                .parse::<u32>()
+                .ok()
+                .filter(|n| *n > 0)
+                .ok_or_else(|| {
+                    ConfigError::new(
+                        var::AUTH_RATE_LIMIT_PER_MINUTE,
+                        "must be a whole number above 0",
+                    )
+                })?,
+            _ => DEFAULT_AUTH_RATE_LIMIT_PER_MINUTE,
+        };
         let database = match lookup(var::DATABASE_URL) {
             Some(value) if !value.trim().is_empty() => DatabaseUrl::parse(&value)?,
             _ => DatabaseUrl::parse(DEFAULT_DATABASE_URL)?,
@@ -230,6 +250,7 @@ impl AppConfig {
             session_secret,
             database,
             vault: VaultKeys { current, previous },
+            auth_rate_limit_per_minute,
         })
     }
 }

@@ -13,6 +13,8 @@ pub mod db;
 pub mod oauth;
 /// Plain axum routes (health) and the router that joins them with Leptos.
 pub mod routes;
+/// Security headers, cross-site refusal, rate limits.
+pub mod security;
 /// Session cookie settings and the session store.
 pub mod session;
 /// From configuration to a serving application.

@@ -34,12 +34,21 @@ pub fn router(state: AppState) -> Router {
                 move || shell(options.clone())
             },
         )
-        .merge(super::oauth::routes::router())
+        .merge(
+            super::oauth::routes::router().route_layer(middleware::from_fn_with_state(
+                state.clone(),
+                super::security::limit_auth_routes,
+            )),
+        )
         .fallback(leptos_axum::file_and_error_handler::<AppState, _>(shell))
         .layer(session::layer(
             &state.db,
             &state.config.partner_app_url,
             &state.config.session_secret,
+        ))
+        .layer(middleware::from_fn_with_state(
+            state.clone(),
+            super::security::refuse_cross_site,
         ))
         .layer(middleware::from_fn_with_state(
             state.clone(),
@@ -49,6 +58,10 @@ pub fn router(state: AppState) -> Router {
     Router::new()
         .merge(health_router())
         .merge(app)
+        .layer(middleware::from_fn_with_state(
+            state.clone(),
+            super::security::security_headers,
+        ))
         .with_state(state)
         // Outermost last: the id is set first, then the span sees it, then it is echoed back.
         .layer(PropagateRequestIdLayer::x_request_id())

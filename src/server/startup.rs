@@ -74,7 +74,12 @@ impl Application {
         let vault = ConnectionStore::new(db.clone(), keyring.clone());
         let tokens = TokenManager::new(vault.clone(), oauth.clone(), clock.clone());
         let workspace = WorkspaceClient::new(http, config.workspace.api_url.as_str(), tokens);
+        let auth_rate_limiter = super::security::RateLimiter::new(
+            config.auth_rate_limit_per_minute,
+            std::time::Duration::from_secs(60),
+        );
         let state = AppState {
+            auth_rate_limiter,
             leptos_options,
             config: Arc::new(config),
             flows: FlowStore::new(db.clone(), keyring),
@@ -105,10 +110,15 @@ impl Application {
         self,
         shutdown: impl std::future::Future<Output = ()> + Send + 'static,
     ) -> Result<(), StartupError> {
-        axum::serve(self.listener, self.router.into_make_service())
-            .with_graceful_shutdown(shutdown)
-            .await
-            .map_err(StartupError::Serve)
+        // Peer addresses feed the per-address rate limit on the OAuth routes.
+        axum::serve(
+            self.listener,
+            self.router
+                .into_make_service_with_connect_info::<SocketAddr>(),
+        )
+        .with_graceful_shutdown(shutdown)
+        .await
+        .map_err(StartupError::Serve)
     }
 }
 

@@ -27,4 +27,6 @@ pub struct AppState {
     pub vault: ConnectionStore,
     /// The partner API client (refreshes through the vault's token manager).
     pub workspace: WorkspaceClient,
+    /// Per-address limit on the OAuth routes.
+    pub auth_rate_limiter: super::security::RateLimiter,
 }

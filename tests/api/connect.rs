@@ -224,6 +224,7 @@ async fn confidential_client_authenticates_at_the_token_endpoint() {
     let app = spawn_app_with(Options {
         client_id: Some(qentrah_dev_workspace::CONFIDENTIAL_CLIENT_ID),
         client_secret: Some(qentrah_dev_workspace::CONFIDENTIAL_CLIENT_SECRET),
+        ..Options::default()
     })
     .await;
     assert_eq!(app.connect(&app.client, "org_acme").await, "/");

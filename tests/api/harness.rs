@@ -32,6 +32,7 @@ pub struct TestApp {
 pub struct Options {
     pub client_id: Option<&'static str>,
     pub client_secret: Option<&'static str>,
+    pub auth_rate_limit_per_minute: Option<&'static str>,
 }
 
 pub async fn spawn_app() -> TestApp {
@@ -63,6 +64,7 @@ pub async fn spawn_app_with(options: Options) -> TestApp {
                 "PARTNER_APP_URL" => origin.as_str(),
                 "SESSION_SECRET" => TEST_SESSION_SECRET,
                 "DATABASE_URL" => database_url.as_str(),
+                "AUTH_RATE_LIMIT_PER_MINUTE" => options.auth_rate_limit_per_minute?,
                 _ => return None,
             }
             .to_owned(),

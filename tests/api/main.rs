@@ -9,3 +9,4 @@ mod health;
 mod leptos_config;
 mod pages;
 mod product;
+mod security;

@@ -1,0 +1,246 @@
+//! Response headers every answer carries, cross-site request refusal, and a per-address rate
+//! limit on the OAuth routes.
+
+use std::collections::HashMap;
+use std::net::{IpAddr, SocketAddr};
+use std::sync::{Arc, Mutex, PoisonError};
+use std::time::{Duration, Instant};
+
+use axum::extract::{ConnectInfo, Request, State};
+use axum::http::{header, HeaderName, HeaderValue, Method, StatusCode};
+use axum::middleware::Next;
+use axum::response::{IntoResponse, Response};
+
+use super::state::AppState;
+
+/// The page CSP: scripts only from us or carrying this response's nonce (Leptos puts it on its
+/// hydration scripts), wasm compilation allowed, no framing, no plugins, forms only to us.
+pub fn page_csp(nonce: &str) -> String {
+    format!(
+        "default-src 'self'; script-src 'self' 'nonce-{nonce}' 'wasm-unsafe-eval'; \
+         style-src 'self'; img-src 'self' data:; connect-src 'self'; font-src 'self'; \
+         object-src 'none'; base-uri 'none'; form-action 'self'; frame-ancestors 'none'"
+    )
+}
+
+/// For everything that is not a page (JSON, files, redirects): nothing may run or frame it.
+const DEFAULT_CSP: &str = "default-src 'none'; frame-ancestors 'none'; base-uri 'none'";
+
+/// Adds the headers every response must carry, keeping a more specific CSP or Referrer-Policy
+/// a handler already set (pages set a nonce CSP; OAuth routes set `no-referrer`).
+pub async fn security_headers(
+    State(state): State<AppState>,
+    request: Request,
+    next: Next,
+) -> Response {
+    let mut response = next.run(request).await;
+    let headers = response.headers_mut();
+    headers
+        .entry(header::CONTENT_SECURITY_POLICY)
+        .or_insert(HeaderValue::from_static(DEFAULT_CSP));
+    headers.insert(
+        header::X_CONTENT_TYPE_OPTIONS,
+        HeaderValue::from_static("nosniff"),
+    );
+    headers.insert(header::X_FRAME_OPTIONS, HeaderValue::from_static("DENY"));
+    headers
+        .entry(header::REFERRER_POLICY)
+        .or_insert(HeaderValue::from_static("strict-origin-when-cross-origin"));
+    headers.insert(
+        HeaderName::from_static("cross-origin-opener-policy"),
+        HeaderValue::from_static("same-origin"),
+    );
+    if state.config.partner_app_url.is_https() {
+        headers.insert(
+            header::STRICT_TRANSPORT_SECURITY,
+            HeaderValue::from_static("max-age=31536000; includeSubDomains"),
+        );
+    }
+    response
+}
+
+/// Whether a request that changes state comes from our own pages.
+///
+/// Browsers send `Sec-Fetch-Site` and `Origin` on every cross-site POST; a request with neither
+/// is not from a browser page, so it carries no ambient cookie risk worth refusing here.
+pub fn is_cross_site(method: &Method, headers: &axum::http::HeaderMap, own_origin: &str) -> bool {
+    if matches!(*method, Method::GET | Method::HEAD | Method::OPTIONS) {
+        return false;
+    }
+    if let Some(site) = headers.get("sec-fetch-site").and_then(|v| v.to_str().ok()) {
+        return !matches!(site, "same-origin" | "none");
+    }
+    match headers.get(header::ORIGIN).and_then(|v| v.to_str().ok()) {
+        Some(origin) => !origin.eq_ignore_ascii_case(own_origin),
+        None => false,
+    }
+}
+
+/// Refuses state-changing requests from other sites (CSRF), on top of `SameSite=Lax`.
+pub async fn refuse_cross_site(
+    State(state): State<AppState>,
+    request: Request,
+    next: Next,
+) -> Response {
+    if is_cross_site(
+        request.method(),
+        request.headers(),
+        state.config.partner_app_url.origin(),
+    ) {
+        tracing::warn!(path = %request.uri().path(), "cross-site request refused");
+        return (
+            StatusCode::FORBIDDEN,
+            [(header::CACHE_CONTROL, HeaderValue::from_static("no-store"))],
+            axum::Json(serde_json::json!({
+                "error": "cross_site_request",
+                "message": "This request must come from Qentrah Connect's own pages."
+            })),
+        )
+            .into_response();
+    }
+    next.run(request).await
+}
+
+/// A fixed-window counter per client address.
+#[derive(Debug, Clone)]
+pub struct RateLimiter {
+    limit: u32,
+    window: Duration,
+    counts: Arc<Mutex<HashMap<IpAddr, (Instant, u32)>>>,
+}
+
+impl RateLimiter {
+    pub fn new(limit: u32, window: Duration) -> Self {
+        Self {
+            limit,
+            window,
+            counts: Arc::default(),
+        }
+    }
+
+    /// `Ok` if the address may proceed, otherwise how long until it may.
+    pub fn check(&self, address: IpAddr, now: Instant) -> Result<(), Duration> {
+        let mut counts = self.counts.lock().unwrap_or_else(PoisonError::into_inner);
+        if counts.len() > 100_000 {
+            // Bound memory under a flood of addresses: forget windows that have ended.
+            let window = self.window;
+            counts.retain(|_, (start, _)| now.duration_since(*start) < window);
+        }
+        let entry = counts.entry(address).or_insert((now, 0));
+        if now.duration_since(entry.0) >= self.window {
+            *entry = (now, 0);
+        }
+        if entry.1 >= self.limit {
+            return Err(self.window.saturating_sub(now.duration_since(entry.0)));
+        }
+        entry.1 += 1;
+        Ok(())
+    }
+}
+
+/// Rate-limits the OAuth routes per client address with a clear 429.
+pub async fn limit_auth_routes(
+    State(state): State<AppState>,
+    request: Request,
+    next: Next,
+) -> Response {
+    let Some(ConnectInfo(peer)) = request
+        .extensions()
+        .get::<ConnectInfo<SocketAddr>>()
+        .copied()
+    else {
+        return next.run(request).await;
+    };
+    match state.auth_rate_limiter.check(peer.ip(), Instant::now()) {
+        Ok(()) => next.run(request).await,
+        Err(retry_after) => {
+            tracing::warn!(ip = %peer.ip(), "auth route rate limit reached");
+            let seconds = retry_after.as_secs().max(1).to_string();
+            (
+                StatusCode::TOO_MANY_REQUESTS,
+                [
+                    (
+                        header::RETRY_AFTER,
+                        HeaderValue::from_str(&seconds).unwrap_or(HeaderValue::from_static("60")),
+                    ),
+                    (header::CACHE_CONTROL, HeaderValue::from_static("no-store")),
+                    (
+                        header::CONTENT_TYPE,
+                        HeaderValue::from_static("text/html; charset=utf-8"),
+                    ),
+                ],
+                format!(
+                    "<!DOCTYPE html><html lang=\"en\"><title>Too many attempts</title>\
+                     <h1>Too many connection attempts</h1><p>Wait {seconds} seconds, then \
+                     <a href=\"/\">try again</a>.</p></html>"
+                ),
+            )
+                .into_response()
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use axum::http::HeaderMap;
+
+    #[test]
+    fn cross_site_detection() {
+        let own = "http://localhost:3001";
+        let headers = |pairs: &[(&'static str, &str)]| {
+            let mut map = HeaderMap::new();
+            for (k, v) in pairs {
+                map.insert(*k, HeaderValue::from_str(v).unwrap());
+            }
+            map
+        };
+        let post = Method::POST;
+        assert!(!is_cross_site(
+            &Method::GET,
+            &headers(&[("sec-fetch-site", "cross-site")]),
+            own
+        ));
+        assert!(is_cross_site(
+            &post,
+            &headers(&[("sec-fetch-site", "cross-site")]),
+            own
+        ));
+        assert!(is_cross_site(
+            &post,
+            &headers(&[("sec-fetch-site", "same-site")]),
+            own
+        ));
+        assert!(!is_cross_site(
+            &post,
+            &headers(&[("sec-fetch-site", "same-origin")]),
+            own
+        ));
+        assert!(is_cross_site(
+            &post,
+            &headers(&[("origin", "https://evil.example")]),
+            own
+        ));
+        assert!(!is_cross_site(&post, &headers(&[("origin", own)]), own));
+        assert!(
+            !is_cross_site(&post, &headers(&[]), own),
+            "not a browser page"
+        );
+    }
+
+    #[test]
+    fn rate_limiter_counts_per_address_and_window() {
+        let limiter = RateLimiter::new(2, Duration::from_secs(60));
+        let a: IpAddr = [10, 0, 0, 1].into();
+        let b: IpAddr = [10, 0, 0, 2].into();
+        let t0 = Instant::now();
+        assert!(limiter.check(a, t0).is_ok());
+        assert!(limiter.check(a, t0).is_ok());
+        assert!(limiter.check(a, t0).is_err());
+        assert!(limiter.check(b, t0).is_ok(), "other addresses unaffected");
+        assert!(
+            limiter.check(a, t0 + Duration::from_secs(61)).is_ok(),
+            "a new window"
+        );
+    }
+}
