@@ -61,7 +61,8 @@ export default defineConfig({
       },
     },
     {
-    command: appBin,
+    // Logs at the most verbose level into a file the leak test reads.
+    command: `exec '${appBin}' >> target/e2e/app.log 2>&1`,
     cwd: '..',
     url: `http://127.0.0.1:${port}/healthz`,
     reuseExistingServer: false,
@@ -76,7 +77,7 @@ export default defineConfig({
       QENTRAH_CLIENT_ID: 'partners_client_dev_public',
       QENTRAH_CLIENT_SECRET: '',
       SESSION_SECRET: 'end-to-end-test-session-secret-0123456789',
-      RUST_LOG: 'info',
+      RUST_LOG: 'trace',
       // The suite runs dozens of flows from one address within a minute.
       AUTH_RATE_LIMIT_PER_MINUTE: '10000',
     },
