@@ -23,7 +23,11 @@ pub mod var {
     pub const TOKEN_VAULT_KEY: &str = "TOKEN_VAULT_KEY";
     pub const TOKEN_VAULT_PREVIOUS_KEYS: &str = "TOKEN_VAULT_PREVIOUS_KEYS";
     pub const AUTH_RATE_LIMIT_PER_MINUTE: &str = "AUTH_RATE_LIMIT_PER_MINUTE";
+    pub const HTTP_TIMEOUT_MS: &str = "QENTRAH_HTTP_TIMEOUT_MS";
 }
+
+/// How long one call to the Workspace may take, by default.
+pub const DEFAULT_HTTP_TIMEOUT_MS: u64 = 15_000;
 
 /// Requests per minute one client address may make to the OAuth routes, by default.
 pub const DEFAULT_AUTH_RATE_LIMIT_PER_MINUTE: u32 = 60;
@@ -66,6 +70,8 @@ pub struct AppConfig {
     pub vault: VaultKeys,
     /// Requests per minute per client address on `/api/auth/…`.
     pub auth_rate_limit_per_minute: u32,
+    /// The whole-request timeout for calls to the Workspace (token and partner API).
+    pub http_timeout: std::time::Duration,
 }
 
 /// Keys for the token vault: the current one (absent: derived from `SESSION_SECRET`) and
@@ -234,6 +240,21 @@ impl AppConfig {
                 })?,
             _ => DEFAULT_AUTH_RATE_LIMIT_PER_MINUTE,
         };
+        let http_timeout = match lookup(var::HTTP_TIMEOUT_MS) {
+            Some(value) if !value.trim().is_empty() => value
+                .trim()
+                .parse::<u64>()
+                .ok()
+                .filter(|ms| (100..=300_000).contains(ms))
+                .map(std::time::Duration::from_millis)
+                .ok_or_else(|| {
+                    ConfigError::new(
+                        var::HTTP_TIMEOUT_MS,
+                        "must be milliseconds from 100 to 300000",
+                    )
+                })?,
+            _ => std::time::Duration::from_millis(DEFAULT_HTTP_TIMEOUT_MS),
+        };
         let database = match lookup(var::DATABASE_URL) {
             Some(value) if !value.trim().is_empty() => DatabaseUrl::parse(&value)?,
             _ => DatabaseUrl::parse(DEFAULT_DATABASE_URL)?,
@@ -251,6 +272,7 @@ impl AppConfig {
             database,
             vault: VaultKeys { current, previous },
             auth_rate_limit_per_minute,
+            http_timeout,
         })
     }
 }

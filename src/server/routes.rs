@@ -46,6 +46,7 @@ pub fn router(state: AppState) -> Router {
             &state.config.partner_app_url,
             &state.config.session_secret,
         ))
+        .layer(middleware::from_fn(super::security::caller_errors_are_4xx))
         .layer(middleware::from_fn_with_state(
             state.clone(),
             super::security::refuse_cross_site,

@@ -101,6 +101,25 @@ pub async fn refuse_cross_site(
     next.run(request).await
 }
 
+/// A server function whose arguments could not be decoded (a malformed or non-UTF-8 body)
+/// fails inside Leptos before our code runs, and Leptos answers 500. That is the caller's
+/// mistake: answer 400. Recognised by the body, the encoded [`crate::api::AppError::Request`]
+/// that `FromServerFnError` makes of every such framework error.
+pub async fn caller_errors_are_4xx(request: Request, next: Next) -> Response {
+    let response = next.run(request).await;
+    if response.status() != StatusCode::INTERNAL_SERVER_ERROR {
+        return response;
+    }
+    let (mut parts, body) = response.into_parts();
+    let Ok(bytes) = axum::body::to_bytes(body, 64 * 1024).await else {
+        return (StatusCode::INTERNAL_SERVER_ERROR, "internal error").into_response();
+    };
+    if bytes.as_ref() == b"\"Request\"" {
+        parts.status = StatusCode::BAD_REQUEST;
+    }
+    Response::from_parts(parts, axum::body::Body::from(bytes))
+}
+
 /// A fixed-window counter per client address.
 #[derive(Debug, Clone)]
 pub struct RateLimiter {

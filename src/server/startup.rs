@@ -67,7 +67,7 @@ impl Application {
     ) -> Result<Self, StartupError> {
         let db = db::connect(&config.database).await?;
         session::spawn_expired_session_cleanup(&db);
-        let http = http_client().map_err(StartupError::HttpClient)?;
+        let http = http_client(config.http_timeout).map_err(StartupError::HttpClient)?;
         let keyring = Arc::new(Keyring::from_config(&config.vault, &config.session_secret));
         let provider = ProviderConfig::qentrah(&config).map_err(StartupError::ProviderUrl)?;
         let oauth = OAuthClient::new(provider, &config.workspace, http.clone());

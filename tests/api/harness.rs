@@ -33,6 +33,7 @@ pub struct Options {
     pub client_id: Option<&'static str>,
     pub client_secret: Option<&'static str>,
     pub auth_rate_limit_per_minute: Option<&'static str>,
+    pub http_timeout_ms: Option<&'static str>,
 }
 
 pub async fn spawn_app() -> TestApp {
@@ -65,6 +66,7 @@ pub async fn spawn_app_with(options: Options) -> TestApp {
                 "SESSION_SECRET" => TEST_SESSION_SECRET,
                 "DATABASE_URL" => database_url.as_str(),
                 "AUTH_RATE_LIMIT_PER_MINUTE" => options.auth_rate_limit_per_minute?,
+                "QENTRAH_HTTP_TIMEOUT_MS" => options.http_timeout_ms?,
                 _ => return None,
             }
             .to_owned(),
@@ -124,6 +126,27 @@ pub fn location(response: &reqwest::Response) -> String {
 }
 
 impl TestApp {
+    /// A `TestApp` for an app running elsewhere (the real binary in its own process).
+    pub fn external(
+        origin: String,
+        addr: SocketAddr,
+        ws: DevWorkspace,
+        database_file: std::path::PathBuf,
+        data: tempfile::TempDir,
+    ) -> Self {
+        #[allow(clippy::disallowed_methods)]
+        let clock = ManualClock::new(SystemTime::now());
+        Self {
+            client: browser(addr),
+            origin,
+            addr,
+            clock,
+            ws,
+            database_file,
+            _data: data,
+        }
+    }
+
     pub fn url(&self, path: &str) -> String {
         format!("{}{}", self.origin, path)
     }

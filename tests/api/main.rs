@@ -2,8 +2,10 @@
 //! is linked once).
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
+mod bad_input;
 mod config_errors;
 mod connect;
+mod durability;
 mod harness;
 mod health;
 mod leptos_config;

@@ -325,11 +325,11 @@ async fn read_limited(mut response: reqwest::Response) -> Result<Vec<u8>, Worksp
 
 /// The one HTTP client: connect and total timeouts, and no redirects (a redirect from a token
 /// or API endpoint is refused, never followed: SSRF and token leaks, RFC 9700 §4.11).
-pub fn http_client() -> Result<reqwest::Client, reqwest::Error> {
+pub fn http_client(timeout: Duration) -> Result<reqwest::Client, reqwest::Error> {
     reqwest::Client::builder()
         .redirect(reqwest::redirect::Policy::none())
-        .connect_timeout(Duration::from_secs(5))
-        .timeout(Duration::from_secs(15))
+        .connect_timeout(timeout.min(Duration::from_secs(5)))
+        .timeout(timeout)
         .pool_idle_timeout(Duration::from_secs(90))
         .user_agent(concat!("qentrah-connect/", env!("CARGO_PKG_VERSION")))
         .build()
