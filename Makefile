@@ -22,7 +22,7 @@ SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 # $(call stage,NAME,COMMAND): runs COMMAND, printing how long it took.
 stage = start=$$(date +%s); echo "==> $(1)"; $(2); echo "<== $(1): $$(( $$(date +%s) - start ))s"
 
-.PHONY: help dev test tools tools-rust tools-e2e fmt-check clippy unit-and-integration release e2e clean
+.PHONY: help dev test tools tools-rust tools-e2e tools-fuzz fmt-check clippy unit-and-integration release e2e fuzz clean
 
 help:
 	@echo "make dev    run the app on PARTNER_APP_URL (default http://localhost:3001), rebuilding on change"
@@ -30,7 +30,13 @@ help:
 
 ## ---- Set-up -------------------------------------------------------------------------------
 
-tools: tools-rust tools-e2e
+tools: tools-rust tools-e2e tools-fuzz
+
+CARGO_FUZZ_VERSION := 0.13.2
+tools-fuzz:
+	@if ! cargo fuzz --version 2>/dev/null | grep -qF '$(CARGO_FUZZ_VERSION)'; then \
+	  echo "--> installing cargo-fuzz $(CARGO_FUZZ_VERSION) (a few minutes)"; \
+	  cargo install cargo-fuzz --locked --version $(CARGO_FUZZ_VERSION); fi
 
 tools-rust:
 	@if ! rustup target list --installed | grep -qx '$(WASM_TARGET)'; then \
@@ -80,6 +86,7 @@ test: tools
 	@$(call stage,unit and integration tests,$(MAKE) --no-print-directory unit-and-integration)
 	@$(call stage,release build,$(MAKE) --no-print-directory release)
 	@$(call stage,end-to-end (Playwright in Chromium),$(MAKE) --no-print-directory e2e)
+	@$(call stage,fuzzing ($(FUZZ_SECONDS) s a target),$(MAKE) --no-print-directory fuzz)
 
 # The app's server build needs `ssr`; the dev Workspace crate has no features.
 SERVER_FEATURES := --workspace --features qentrah-connect/ssr
@@ -101,6 +108,20 @@ release:
 e2e:
 	rm -rf target/e2e && mkdir -p target/e2e
 	cd end2end && APP_BIN='$(APP_BIN)' WORKSPACE_BIN='$(WORKSPACE_BIN)' playwright test
+
+# cargo-fuzz needs nightly-only flags; RUSTC_BOOTSTRAP lets the one stable toolchain accept them.
+# No sanitizer: coverage-guided fuzzing for panics in safe Rust.
+FUZZ_SECONDS ?= 20
+FUZZ_TARGETS := workspace_response callback_params
+fuzz:
+	@mkdir -p target
+	@for target in $(FUZZ_TARGETS); do \
+	  echo "--> fuzzing $$target for $(FUZZ_SECONDS) s"; \
+	  RUSTC_BOOTSTRAP=1 cargo fuzz run --fuzz-dir fuzz --sanitizer none $$target -- \
+	    -max_total_time=$(FUZZ_SECONDS) -max_len=4096 -print_final_stats=1 \
+	    > target/fuzz-$$target.log 2>&1 || { tail -n 60 target/fuzz-$$target.log; exit 1; }; \
+	  grep -E '^(Done [0-9]+ runs|stat::number_of_executed_units)' target/fuzz-$$target.log || true; \
+	done
 
 clean:
 	cargo clean

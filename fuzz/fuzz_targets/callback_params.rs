@@ -1,0 +1,18 @@
+//! Whatever arrives on the callback's query string, judging it never panics, and a callback is
+//! never sent to the token endpoint without a state and a code.
+#![no_main]
+
+use libfuzzer_sys::fuzz_target;
+use qentrah_connect::server::oauth::flow::{judge_callback, safe_return_to, CallbackParams, CallbackStep};
+
+fuzz_target!(|data: &[u8]| {
+    let query = String::from_utf8_lossy(data);
+    let params = CallbackParams::parse(&query);
+    if let CallbackStep::Exchange { .. } = judge_callback(&params, "http://localhost:3000") {
+        assert!(params.state.as_deref().is_some_and(|s| !s.is_empty()));
+        assert!(params.error.is_none());
+        assert!(!params.repeated);
+    }
+    let safe = safe_return_to(Some(&query));
+    assert!(safe.starts_with('/') && !safe.starts_with("//"));
+});
