@@ -22,11 +22,12 @@ SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 # $(call stage,NAME,COMMAND): runs COMMAND, printing how long it took.
 stage = start=$$(date +%s); echo "==> $(1)"; $(2); echo "<== $(1): $$(( $$(date +%s) - start ))s"
 
-.PHONY: help dev test tools tools-rust tools-e2e tools-fuzz fmt-check clippy unit-and-integration release e2e fuzz clean
+.PHONY: bench help dev test tools tools-rust tools-e2e tools-fuzz fmt-check clippy unit-and-integration release e2e fuzz clean
 
 help:
 	@echo "make dev    run the app on PARTNER_APP_URL (default http://localhost:3001), rebuilding on change"
-	@echo "make test   fmt, clippy (ssr + hydrate), unit and integration tests, release build, Playwright"
+	@echo "make test   fmt, clippy (ssr + hydrate), unit and integration tests, release build, Playwright, fuzzing"
+	@echo "make bench  benchmarks: measured ratio, target, met or not (BENCHMARKS.md)"
 
 ## ---- Set-up -------------------------------------------------------------------------------
 
@@ -122,6 +123,10 @@ fuzz:
 	    > target/fuzz-$$target.log 2>&1 || { tail -n 60 target/fuzz-$$target.log; exit 1; }; \
 	  grep -E '^(Done [0-9]+ runs|stat::number_of_executed_units)' target/fuzz-$$target.log || true; \
 	done
+
+# Ratios against the network and machine floor; needs the release build (bundle, memory).
+bench: tools-rust release
+	APP_BIN='$(APP_BIN)' cargo bench --features ssr --bench product
 
 clean:
 	cargo clean

@@ -256,6 +256,14 @@ async fn observe(State(world): State<SharedWorld>, request: Request, next: Next)
     let latency = {
         let mut w = world.lock();
         if partner_api {
+            if let Some(axum::extract::ConnectInfo(peer)) = parts
+                .extensions
+                .get::<axum::extract::ConnectInfo<SocketAddr>>(
+            ) {
+                if w.partner_api_peers.insert(*peer) {
+                    w.counters.partner_api_connections += 1;
+                }
+            }
             w.counters.partner_api_requests += 1;
             w.partner_api_in_flight += 1;
             w.counters.partner_api_peak_in_flight = w

@@ -658,11 +658,9 @@ pub async fn token(State(world): State<SharedWorld>, headers: HeaderMap, body: S
     }
 }
 
-fn token_inner(
-    world: &SharedWorld,
-    headers: &HeaderMap,
-    body: &str,
-) -> Result<Response, OAuthError> {
+/// A token or revocation request body: a form (RFC 6749 §4.1.3, RFC 7009 §2.1) with no
+/// parameter repeated (§3.2).
+fn parse_form(headers: &HeaderMap, body: &str) -> Result<Params, OAuthError> {
     if !is_form(headers) {
         return Err(OAuthError::new(
             "invalid_request",
@@ -676,6 +674,15 @@ fn token_inner(
             format!("parameter {name} is repeated"),
         ));
     }
+    Ok(params)
+}
+
+fn token_inner(
+    world: &SharedWorld,
+    headers: &HeaderMap,
+    body: &str,
+) -> Result<Response, OAuthError> {
+    let params = parse_form(headers, body)?;
     let client_id = authenticate_client(world, headers, &params)?;
     match params.get("grant_type") {
         Some("authorization_code") => authorization_code_grant(world, &client_id, &params),
@@ -938,19 +945,7 @@ pub async fn revoke(
 }
 
 fn revoke_inner(world: &SharedWorld, headers: &HeaderMap, body: &str) -> Result<(), OAuthError> {
-    if !is_form(headers) {
-        return Err(OAuthError::new(
-            "invalid_request",
-            "the body must be application/x-www-form-urlencoded",
-        ));
-    }
-    let params = Params::parse(body)?;
-    if let Some(name) = params.duplicated() {
-        return Err(OAuthError::new(
-            "invalid_request",
-            format!("parameter {name} is repeated"),
-        ));
-    }
+    let params = parse_form(headers, body)?;
     let client_id = authenticate_client(world, headers, &params)?;
     let token = require(&params, "token")?;
     let mut w = world.lock();

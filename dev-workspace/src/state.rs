@@ -135,6 +135,9 @@ pub struct Counters {
     /// The most partner-API requests ever in flight at once (shows whether a client
     /// parallelises its reads).
     pub partner_api_peak_in_flight: u64,
+    /// Distinct TCP connections partner-API requests arrived on (connection reuse shows as
+    /// far fewer connections than requests).
+    pub partner_api_connections: u64,
 }
 
 /// One request as received, with every secret value replaced by `[redacted]`.
@@ -249,6 +252,7 @@ pub struct World {
     /// so leak tests know what to look for.
     pub issued_secrets: Vec<String>,
     pub partner_api_in_flight: u64,
+    pub partner_api_peers: std::collections::HashSet<std::net::SocketAddr>,
     next_grant: u64,
 }
 
@@ -281,6 +285,7 @@ impl World {
             counters: Counters::default(),
             issued_secrets: Vec::new(),
             partner_api_in_flight: 0,
+            partner_api_peers: std::collections::HashSet::new(),
             next_grant: 1,
         }
     }

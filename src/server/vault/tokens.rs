@@ -38,6 +38,9 @@ pub struct LeasedToken {
     pub generation: i64,
 }
 
+/// How long a refresh's result is handed straight to the requests that queued behind it.
+const JUST_REFRESHED_WINDOW: Duration = Duration::from_secs(2);
+
 /// Hands out access tokens, refreshing them single-flight.
 #[derive(Clone)]
 pub struct TokenManager {
@@ -45,6 +48,9 @@ pub struct TokenManager {
     oauth: OAuthClient,
     clock: SharedClock,
     locks: Arc<Mutex<HashMap<ConnectionKey, Arc<tokio::sync::Mutex<()>>>>>,
+    /// The token a refresh just produced, with when: the requests that waited on the lock take
+    /// it from here instead of each re-reading and decrypting the row in turn.
+    just_refreshed: Arc<Mutex<HashMap<ConnectionKey, (LeasedToken, std::time::Instant)>>>,
 }
 
 impl std::fmt::Debug for TokenManager {
@@ -60,6 +66,7 @@ impl TokenManager {
             oauth,
             clock,
             locks: Arc::default(),
+            just_refreshed: Arc::default(),
         }
     }
 
@@ -107,6 +114,23 @@ impl TokenManager {
         self.refresh(key, stale_generation, true).await
     }
 
+    fn take_just_refreshed(
+        &self,
+        key: &ConnectionKey,
+        seen_generation: i64,
+    ) -> Option<LeasedToken> {
+        let mut recent = self
+            .just_refreshed
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner);
+        let (leased, at) = recent.get(key)?;
+        if at.elapsed() > JUST_REFRESHED_WINDOW {
+            recent.remove(key);
+            return None;
+        }
+        (leased.generation != seen_generation).then(|| leased.clone())
+    }
+
     async fn refresh(
         &self,
         key: &ConnectionKey,
@@ -115,6 +139,11 @@ impl TokenManager {
     ) -> Result<LeasedToken, TokenError> {
         let lock = self.lock_for(key);
         let _guard = lock.lock().await;
+
+        // A refresh finished while we waited: its token is newer than the one we saw.
+        if let Some(leased) = self.take_just_refreshed(key, seen_generation) {
+            return Ok(leased);
+        }
 
         // Re-read under the lock: whoever held it before us may have refreshed already.
         let connection = self
