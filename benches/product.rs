@@ -30,6 +30,19 @@ impl Report {
     }
 }
 
+/// A `connections` row as the raw read returns it.
+type RawRow = (
+    String,
+    Vec<u8>,
+    Option<Vec<u8>>,
+    i64,
+    String,
+    String,
+    i64,
+    Option<i64>,
+    i64,
+);
+
 fn percentile(samples: &mut [Duration], p: f64) -> Duration {
     samples.sort();
     let index = ((samples.len() as f64 - 1.0) * p).round() as usize;
@@ -219,7 +232,7 @@ async fn vault_cost(report: &mut Report) {
         store.load(&key).await.unwrap().unwrap();
         vault_read += t.elapsed();
         let t = Instant::now();
-        let _row: (String, Vec<u8>, Option<Vec<u8>>, i64, String, String, i64, Option<i64>, i64) = sqlx::query_as(
+        let _row: RawRow = sqlx::query_as(
             "SELECT key_id, access_token, refresh_token, access_expires_at, scopes, status, connected_at, refreshed_at, generation FROM connections WHERE provider = ? AND organization_id = ? AND resource = ?",
         )
         .bind(&raw_key.provider).bind(&raw_key.organization_id).bind(&raw_key.resource)
