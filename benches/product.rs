@@ -408,6 +408,24 @@ fn brotli_writer(out: &mut Vec<u8>) -> impl std::io::Write + '_ {
     brotli::CompressorWriter::new(out, 4096, 11, 22)
 }
 
+/// `requests` GETs of the home page from 8 concurrent clients.
+async fn load(http: &reqwest::Client, base: &str, requests: usize) {
+    let tasks: Vec<_> = (0..8)
+        .map(|_| {
+            let http = http.clone();
+            let url = format!("{base}/");
+            tokio::spawn(async move {
+                for _ in 0..requests / 8 {
+                    http.get(&url).send().await.unwrap().bytes().await.unwrap();
+                }
+            })
+        })
+        .collect();
+    for task in tasks {
+        task.await.unwrap();
+    }
+}
+
 fn rss_kb(pid: u32) -> u64 {
     std::fs::read_to_string(format!("/proc/{pid}/status"))
         .unwrap_or_default()
@@ -511,22 +529,11 @@ async fn memory(report: &mut Report) {
         per_session <= 1024.0,
     );
 
+    // Warm up with the same concurrency as the measured load: every worker thread and its
+    // allocator arena in use before the baseline, so growth means memory kept, not threads woken.
+    load(&http, &base, 10_000).await;
     let start = rss_kb(pid);
-    let requests = 100_000;
-    let tasks: Vec<_> = (0..8)
-        .map(|_| {
-            let http = http.clone();
-            let url = format!("{base}/");
-            tokio::spawn(async move {
-                for _ in 0..requests / 8 {
-                    http.get(&url).send().await.unwrap().bytes().await.unwrap();
-                }
-            })
-        })
-        .collect();
-    for task in tasks {
-        task.await.unwrap();
-    }
+    load(&http, &base, 100_000).await;
     let growth = (rss_kb(pid) as f64 - start as f64) / start as f64 * 100.0;
     report.add(
         "RSS growth after 100k requests",
