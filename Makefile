@@ -125,8 +125,9 @@ fuzz:
 	done
 
 # Ratios against the network and machine floor; needs the release build (bundle, memory).
-bench: tools-rust release
+bench: tools release
 	APP_BIN='$(APP_BIN)' cargo bench --features ssr --bench product
+	cd end2end && APP_BIN='$(APP_BIN)' node bench/hydration.mjs
 
 clean:
 	cargo clean
