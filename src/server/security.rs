@@ -34,7 +34,15 @@ pub async fn security_headers(
     next: Next,
 ) -> Response {
     let mut response = next.run(request).await;
-    let headers = response.headers_mut();
+    add_security_headers(
+        response.headers_mut(),
+        state.config.partner_app_url.is_https(),
+    );
+    response
+}
+
+/// The headers themselves; HSTS only over https (RFC 6797 §7.2: not sent over plain http).
+pub fn add_security_headers(headers: &mut axum::http::HeaderMap, https: bool) {
     headers
         .entry(header::CONTENT_SECURITY_POLICY)
         .or_insert(HeaderValue::from_static(DEFAULT_CSP));
@@ -50,13 +58,12 @@ pub async fn security_headers(
         HeaderName::from_static("cross-origin-opener-policy"),
         HeaderValue::from_static("same-origin"),
     );
-    if state.config.partner_app_url.is_https() {
+    if https {
         headers.insert(
             header::STRICT_TRANSPORT_SECURITY,
             HeaderValue::from_static("max-age=31536000; includeSubDomains"),
         );
     }
-    response
 }
 
 /// Whether a request that changes state comes from our own pages.
@@ -245,6 +252,33 @@ mod tests {
             !is_cross_site(&post, &headers(&[]), own),
             "not a browser page"
         );
+    }
+
+    #[test]
+    fn hsts_only_over_https_and_specific_headers_are_kept() {
+        let mut https = HeaderMap::new();
+        https.insert(
+            header::REFERRER_POLICY,
+            HeaderValue::from_static("no-referrer"),
+        );
+        add_security_headers(&mut https, true);
+        assert_eq!(
+            https[header::STRICT_TRANSPORT_SECURITY],
+            "max-age=31536000; includeSubDomains"
+        );
+        assert_eq!(
+            https[header::REFERRER_POLICY],
+            "no-referrer",
+            "a route's own policy wins"
+        );
+        assert!(https[header::CONTENT_SECURITY_POLICY]
+            .to_str()
+            .unwrap()
+            .contains("frame-ancestors 'none'"));
+        let mut http = HeaderMap::new();
+        add_security_headers(&mut http, false);
+        assert!(!http.contains_key(header::STRICT_TRANSPORT_SECURITY));
+        assert_eq!(http[header::X_CONTENT_TYPE_OPTIONS], "nosniff");
     }
 
     #[test]
