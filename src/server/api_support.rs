@@ -135,6 +135,7 @@ impl AppState {
                 tracing::warn!(error = %super::error_chain(&error), "could not read the connection to revoke it")
             }
         }
+        self.workspace.tokens().forget(key);
         self.vault
             .delete(key)
             .await

@@ -188,6 +188,8 @@ async fn callback(
     };
 
     let key = ConnectionKey::new(&flow.provider, &organization_id, &provider.resource);
+    // A new grant replaces the old one: nothing remembered of the old tokens may be reused.
+    state.workspace.tokens().forget(&key);
     if let Err(error) = state
         .vault
         .save_connected(&key, &tokens, &provider.scopes, state.clock.now())

@@ -114,6 +114,14 @@ impl TokenManager {
         self.refresh(key, stale_generation, true).await
     }
 
+    /// Drops what this instance remembers of a connection (it was replaced or deleted).
+    pub fn forget(&self, key: &ConnectionKey) {
+        self.just_refreshed
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .remove(key);
+    }
+
     fn take_just_refreshed(
         &self,
         key: &ConnectionKey,
@@ -209,6 +217,7 @@ impl TokenManager {
                     });
                 }
                 tracing::warn!("refresh token refused; the connection needs a new authorization");
+                self.forget(key);
                 self.store
                     .mark_reconnect_required(key, self.clock.now())
                     .await?;
