@@ -14,8 +14,6 @@ pub enum Fix {
     Authorize { label: &'static str },
     /// Load the page again.
     Retry,
-    /// Nothing here helps; the text says who can.
-    None,
 }
 
 /// How a state looks.
@@ -112,7 +110,6 @@ pub fn ErrorScreen(error: AppError) -> impl IntoView {
             <a class="button" href=here.clone() rel="external">"Retry"</a>
         }
         .into_any(),
-        Fix::None => ().into_any(),
     };
     let role = if screen.tone == "error" {
         "alert"

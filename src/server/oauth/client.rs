@@ -180,7 +180,7 @@ impl OAuthClient {
             .send()
             .await
             .map_err(|e| TokenCallError::Unavailable {
-                detail: without_url(e).to_string(),
+                detail: e.without_url().to_string(),
             })?;
         let status = response.status();
         if status.is_success() {
@@ -225,11 +225,6 @@ fn into_token_set(response: QentrahTokenResponse) -> TokenSet {
     }
 }
 
-/// reqwest errors name the URL; ours carry no secret, but keep logs short and uniform.
-fn without_url(error: reqwest::Error) -> reqwest::Error {
-    error.without_url()
-}
-
 fn map_error(
     error: RequestTokenError<oauth2::HttpClientError<reqwest::Error>, BasicErrorResponse>,
 ) -> TokenCallError {
@@ -242,7 +237,7 @@ fn map_error(
         },
         RequestTokenError::Request(error) => TokenCallError::Unavailable {
             detail: match error {
-                oauth2::HttpClientError::Reqwest(e) => without_url(*e).to_string(),
+                oauth2::HttpClientError::Reqwest(e) => e.without_url().to_string(),
                 other => other.to_string(),
             },
         },

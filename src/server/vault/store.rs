@@ -264,6 +264,7 @@ fn info_from_row(
 mod tests {
     use super::*;
     use crate::server::config::{DatabaseUrl, SessionSecret, VaultKeyMaterial, VaultKeys};
+    use crate::server::vault::CipherError;
 
     async fn store_with(keys: VaultKeys, db: Db) -> ConnectionStore {
         let secret = SessionSecret::parse("s".repeat(40)).unwrap();
@@ -286,12 +287,8 @@ mod tests {
         }
     }
 
-    fn key(org: &str) -> ConnectionKey {
-        ConnectionKey::new("qentrah", org, "http://ws/api/v1/partner")
-    }
-
-    #[tokio::test]
-    async fn round_trip_keeps_no_plaintext_in_the_row() {
+    /// A store on a fresh in-memory database with the key derived from the session secret.
+    async fn default_store() -> (ConnectionStore, Db) {
         let db = memory_db().await;
         let store = store_with(
             VaultKeys {
@@ -301,6 +298,16 @@ mod tests {
             db.clone(),
         )
         .await;
+        (store, db)
+    }
+
+    fn key(org: &str) -> ConnectionKey {
+        ConnectionKey::new("qentrah", org, "http://ws/api/v1/partner")
+    }
+
+    #[tokio::test]
+    async fn round_trip_keeps_no_plaintext_in_the_row() {
+        let (store, db) = default_store().await;
         let now = from_unix(1_800_000_000);
         store
             .save_connected(
@@ -329,15 +336,7 @@ mod tests {
 
     #[tokio::test]
     async fn ciphertext_moved_to_another_row_fails_to_decrypt() {
-        let db = memory_db().await;
-        let store = store_with(
-            VaultKeys {
-                current: None,
-                previous: vec![],
-            },
-            db.clone(),
-        )
-        .await;
+        let (store, db) = default_store().await;
         let now = from_unix(1_800_000_000);
         store
             .save_connected(&key("org_a"), &tokens("qat_a", None), &[], now)
@@ -355,11 +354,9 @@ mod tests {
         .unwrap();
         assert!(matches!(
             store.load(&key("org_b")).await,
-            Err(VaultError::Cipher(CipherErrorAlias::Decrypt))
+            Err(VaultError::Cipher(CipherError::Decrypt))
         ));
     }
-
-    use super::super::cipher::CipherError as CipherErrorAlias;
 
     #[tokio::test]
     async fn rotation_reads_old_rows_and_rewrites_them_with_the_new_key() {
@@ -411,15 +408,7 @@ mod tests {
 
     #[tokio::test]
     async fn reconnect_required_drops_tokens_and_delete_removes_the_row() {
-        let db = memory_db().await;
-        let store = store_with(
-            VaultKeys {
-                current: None,
-                previous: vec![],
-            },
-            db,
-        )
-        .await;
+        let (store, _db) = default_store().await;
         let now = from_unix(1_800_000_000);
         store
             .save_connected(&key("org_a"), &tokens("qat", Some("qrt")), &[], now)

@@ -164,13 +164,11 @@ impl TokenManager {
         }
         let now = self.clock.now();
         let fresh = now + REFRESH_MARGIN < connection.info.access_expires_at;
-        if connection.info.generation != seen_generation && (fresh || rejected) {
-            return Ok(LeasedToken {
-                token: connection.access_token,
-                generation: connection.info.generation,
-            });
-        }
-        if fresh && !rejected {
+        // Another request refreshed while we waited (its token is fresh, or at least not the one
+        // that was refused), or nothing needs doing: use what the vault holds.
+        let refreshed_elsewhere =
+            connection.info.generation != seen_generation && (fresh || rejected);
+        if refreshed_elsewhere || (fresh && !rejected) {
             return Ok(LeasedToken {
                 token: connection.access_token,
                 generation: connection.info.generation,
