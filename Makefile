@@ -96,10 +96,28 @@ clippy:
 	cargo clippy $(SERVER_FEATURES) --all-targets -- -D warnings
 	cargo clippy -p qentrah-connect --lib --features hydrate --target $(WASM_TARGET) -- -D warnings
 
+# Twice: every test on SQLite (with the multi-instance tests on PostgreSQL), then the integration
+# suite again with each app on a PostgreSQL database of its own. Without a PostgreSQL server the
+# second pass is skipped with a notice, unless REQUIRE_POSTGRES=1 (.ci/run) makes that a failure.
+TEST_POSTGRES_URL ?= postgres://postgres@127.0.0.1:5432/postgres
+export TEST_POSTGRES_URL
+POSTGRES_HOST_PORT = $(shell echo '$(TEST_POSTGRES_URL)' | sed -E 's#^[a-z]+://([^@/]*@)?([^:/?]+)(:([0-9]+))?.*#\2 \4#')
+
 unit-and-integration:
 	@if cargo nextest --version >/dev/null 2>&1; then \
 	  cargo nextest run $(SERVER_FEATURES) --no-fail-fast; \
 	else cargo test $(SERVER_FEATURES) --no-fail-fast; fi
+	@set -- $(POSTGRES_HOST_PORT); host="$$1"; port="$${2:-5432}"; \
+	if [ "$${REQUIRE_POSTGRES:-0}" != 1 ] && ! timeout 3 bash -c "exec 3<>/dev/tcp/$$host/$$port" 2>/dev/null; then \
+	  echo "notice: PostgreSQL at $$host:$$port is not reachable: the PostgreSQL pass is skipped"; \
+	else \
+	  echo "--> the integration suite again, on PostgreSQL at $$host:$$port"; \
+	  if cargo nextest --version >/dev/null 2>&1; then \
+	    TEST_DATABASE=postgres cargo nextest run $(SERVER_FEATURES) --no-fail-fast \
+	      -E 'binary(api) and not test(/^cluster::/)'; \
+	  else TEST_DATABASE=postgres cargo test $(SERVER_FEATURES) --no-fail-fast --test api -- \
+	      --skip cluster::; fi; \
+	fi
 
 release:
 	cargo leptos build --release

@@ -4,6 +4,9 @@
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 #[allow(dead_code)]
+#[path = "../tests/api/database.rs"]
+mod database;
+#[allow(dead_code)]
 #[path = "../tests/api/harness.rs"]
 mod harness;
 
@@ -198,6 +201,9 @@ async fn vault_cost(report: &mut Report) {
         &SessionSecret::parse("b".repeat(40)).unwrap(),
     );
     let store = ConnectionStore::new(db.clone(), Arc::new(keyring));
+    let qentrah_connect::server::db::Db::Sqlite(db) = db else {
+        panic!("the vault bench runs on SQLite")
+    };
     let key = ConnectionKey::new("qentrah", "org_bench", "http://ws/api/v1/partner");
     let tokens = TokenSet {
         access_token: AccessToken::new(format!("qat_{}", "a".repeat(43))),
@@ -219,6 +225,14 @@ async fn vault_cost(report: &mut Report) {
         .unwrap();
     let blob = vec![7u8; 87];
     let rounds = 2_000;
+    // On SQLite the refresh lease holds no lock (one instance owns the file): take it once, so
+    // the write measured is the sealed compare-and-swap UPDATE alone.
+    let (mut lease, connection) = store
+        .lease_for_refresh(&key, Duration::from_secs(5))
+        .await
+        .unwrap();
+    let mut generation = connection.unwrap().info.generation;
+    let mut raw_generation = store.info(&raw_key).await.unwrap().unwrap().generation;
 
     // Interleave the two so drift hits both alike.
     let (mut vault_read, mut raw_read, mut vault_write, mut raw_write) = (
@@ -233,24 +247,28 @@ async fn vault_cost(report: &mut Report) {
         vault_read += t.elapsed();
         let t = Instant::now();
         let _row: RawRow = sqlx::query_as(
-            "SELECT key_id, access_token, refresh_token, access_expires_at, scopes, status, connected_at, refreshed_at, generation FROM connections WHERE provider = ? AND organization_id = ? AND resource = ?",
+            "SELECT key_id, access_token, refresh_token, access_expires_at, scopes, status, connected_at, refreshed_at, generation FROM connections WHERE provider = $1 AND organization_id = $2 AND resource = $3",
         )
         .bind(&raw_key.provider).bind(&raw_key.organization_id).bind(&raw_key.resource)
         .fetch_one(&db).await.unwrap();
         raw_read += t.elapsed();
         let t = Instant::now();
-        store
-            .save_refreshed(&key, None, &tokens, now)
+        generation = store
+            .save_refreshed(&mut lease, &key, generation, None, &tokens, now)
             .await
+            .unwrap()
             .unwrap();
         vault_write += t.elapsed();
         let t = Instant::now();
-        sqlx::query("UPDATE connections SET key_id = ?, access_token = ?, refresh_token = ?, access_expires_at = ?, refreshed_at = ?, updated_at = ?, status = 'active', generation = generation + 1 WHERE provider = ? AND organization_id = ? AND resource = ?")
-            .bind("k").bind(&blob).bind(&blob).bind(1_i64).bind(1_i64).bind(1_i64)
+        let (next,): (i64,) = sqlx::query_as("UPDATE connections SET key_id = $1, access_token = $2, refresh_token = $3, access_expires_at = $4, refreshed_at = $5, updated_at = $5, status = 'active', scopes = COALESCE($6, scopes), generation = generation + 1 WHERE provider = $7 AND organization_id = $8 AND resource = $9 AND generation = $10 RETURNING generation")
+            .bind("k").bind(&blob).bind(&blob).bind(1_i64).bind(1_i64).bind(None::<String>)
             .bind(&raw_key.provider).bind(&raw_key.organization_id).bind(&raw_key.resource)
-            .execute(&db).await.unwrap();
+            .bind(raw_generation)
+            .fetch_one(&db).await.unwrap();
+        raw_generation = next;
         raw_write += t.elapsed();
     }
+    lease.release().await.unwrap();
     let read = ratio(vault_read, raw_read);
     let write = ratio(vault_write, raw_write);
     report.add(

@@ -166,6 +166,16 @@ impl Control {
         self.world.lock().issued_secrets.clone()
     }
 
+    /// Requests to `endpoint` being handled right now (waiting out latency included).
+    pub fn in_flight(&self, endpoint: Endpoint) -> u64 {
+        self.world
+            .lock()
+            .in_flight
+            .get(&endpoint)
+            .copied()
+            .unwrap_or(0)
+    }
+
     pub fn counters(&self) -> Counters {
         self.world.lock().counters
     }

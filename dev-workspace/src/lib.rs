@@ -273,6 +273,7 @@ async fn observe(State(world): State<SharedWorld>, request: Request, next: Next)
         }
         endpoint.and_then(|e| w.latency.get(&e).copied())
     };
+    let _in_flight = endpoint.map(|endpoint| InFlight::enter(&world, endpoint));
     if let Some(latency) = latency {
         tokio::time::sleep(latency).await;
     }
@@ -300,6 +301,30 @@ async fn observe(State(world): State<SharedWorld>, request: Request, next: Next)
         status: response.status().as_u16(),
     });
     response
+}
+
+/// Counts a request in flight until it is answered or dropped (its client went away).
+struct InFlight {
+    world: SharedWorld,
+    endpoint: state::Endpoint,
+}
+
+impl InFlight {
+    fn enter(world: &SharedWorld, endpoint: state::Endpoint) -> Self {
+        *world.lock().in_flight.entry(endpoint).or_default() += 1;
+        Self {
+            world: world.clone(),
+            endpoint,
+        }
+    }
+}
+
+impl Drop for InFlight {
+    fn drop(&mut self) {
+        if let Some(count) = self.world.lock().in_flight.get_mut(&self.endpoint) {
+            *count = count.saturating_sub(1);
+        }
+    }
 }
 
 fn failure_response(failure: Failure) -> Response {

@@ -242,6 +242,9 @@ pub struct World {
     pub refresh_tokens: HashMap<String, RefreshTokenRecord>,
     pub withheld_scopes: HashMap<String, BTreeSet<String>>,
     pub latency: HashMap<Endpoint, Duration>,
+    /// Requests being handled now, per endpoint. A request whose client went away is dropped
+    /// (and leaves this count) without being processed, as a real server's would be.
+    pub in_flight: HashMap<Endpoint, u64>,
     pub failures: HashMap<Endpoint, VecDeque<Failure>>,
     pub token_quirks: TokenQuirks,
     pub wrong_iss: bool,
@@ -277,6 +280,7 @@ impl World {
             refresh_tokens: HashMap::new(),
             withheld_scopes: HashMap::new(),
             latency: HashMap::new(),
+            in_flight: HashMap::new(),
             failures: HashMap::new(),
             token_quirks: TokenQuirks::default(),
             wrong_iss: false,

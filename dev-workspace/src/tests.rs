@@ -363,6 +363,56 @@ async fn refresh_rotates_and_a_reused_refresh_token_revokes_the_grant() {
     assert_eq!(status, 404);
 }
 
+/// A client that dies while its refresh waits out the configured latency (an app instance killed
+/// mid-refresh) never had it processed: the refresh token is not rotated, so another client can
+/// still use it. A refresh that was processed is final, as at a real server: its response may
+/// be lost, and the old token is then a reused one.
+#[tokio::test]
+async fn a_refresh_abandoned_by_its_client_is_not_processed() {
+    let h = Harness::new().await;
+    let (flow, tokens) = h.connect("org_acme").await;
+    let refresh = tokens["refresh_token"].as_str().unwrap().to_owned();
+    h.ws.control
+        .set_latency(Endpoint::Token, Duration::from_millis(1500));
+    let before = h.ws.control.counters().refresh_grants;
+
+    let abandoned = {
+        let url = h.url("/oauth/token");
+        let form = [
+            ("grant_type", "refresh_token".to_owned()),
+            ("client_id", PUBLIC_CLIENT_ID.to_owned()),
+            ("refresh_token", refresh.clone()),
+            ("resource", flow.resource.clone()),
+        ];
+        tokio::spawn(async move { reqwest::Client::new().post(url).form(&form).send().await })
+    };
+    for _ in 0..100 {
+        if h.ws.control.in_flight(Endpoint::Token) == 1 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    assert_eq!(h.ws.control.in_flight(Endpoint::Token), 1);
+    abandoned.abort(); // drops the connection, as a killed process would
+    for _ in 0..100 {
+        if h.ws.control.in_flight(Endpoint::Token) == 0 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    assert_eq!(
+        h.ws.control.in_flight(Endpoint::Token),
+        0,
+        "dropped, not waited out"
+    );
+    tokio::time::sleep(Duration::from_millis(1700)).await;
+    assert_eq!(h.ws.control.counters().refresh_grants, before);
+
+    h.ws.control.set_latency(Endpoint::Token, Duration::ZERO);
+    let (status, _) = h.refresh(&flow, &refresh).await;
+    assert_eq!(status, 200, "the refresh token still works");
+}
+
 #[tokio::test]
 async fn redirect_uri_must_match_exactly() {
     let h = Harness::new().await;

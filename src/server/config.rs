@@ -24,6 +24,7 @@ pub mod var {
     pub const TOKEN_VAULT_PREVIOUS_KEYS: &str = "TOKEN_VAULT_PREVIOUS_KEYS";
     pub const AUTH_RATE_LIMIT_PER_MINUTE: &str = "AUTH_RATE_LIMIT_PER_MINUTE";
     pub const HTTP_TIMEOUT_MS: &str = "QENTRAH_HTTP_TIMEOUT_MS";
+    pub const TRUSTED_PROXY_HOPS: &str = "TRUSTED_PROXY_HOPS";
 }
 
 /// How long one call to the Workspace may take, by default.
@@ -72,6 +73,9 @@ pub struct AppConfig {
     pub auth_rate_limit_per_minute: u32,
     /// The whole-request timeout for calls to the Workspace (token and partner API).
     pub http_timeout: std::time::Duration,
+    /// How many reverse proxies (load balancers) in front of the app append to
+    /// `X-Forwarded-For`; 0 (the default) trusts no such header and keys by the peer address.
+    pub trusted_proxy_hops: u8,
 }
 
 /// Keys for the token vault: the current one (absent: derived from `SESSION_SECRET`) and
@@ -255,6 +259,20 @@ impl AppConfig {
                 })?,
             _ => std::time::Duration::from_millis(DEFAULT_HTTP_TIMEOUT_MS),
         };
+        let trusted_proxy_hops = match lookup(var::TRUSTED_PROXY_HOPS) {
+            Some(value) if !value.trim().is_empty() => value
+                .trim()
+                .parse::<u8>()
+                .ok()
+                .filter(|n| *n <= 10)
+                .ok_or_else(|| {
+                    ConfigError::new(
+                        var::TRUSTED_PROXY_HOPS,
+                        "must be the number of proxies in front of the app, from 0 to 10",
+                    )
+                })?,
+            _ => 0,
+        };
         let database = match lookup(var::DATABASE_URL) {
             Some(value) if !value.trim().is_empty() => DatabaseUrl::parse(&value)?,
             _ => DatabaseUrl::parse(DEFAULT_DATABASE_URL)?,
@@ -273,6 +291,7 @@ impl AppConfig {
             vault: VaultKeys { current, previous },
             auth_rate_limit_per_minute,
             http_timeout,
+            trusted_proxy_hops,
         })
     }
 }
@@ -428,17 +447,23 @@ impl fmt::Debug for SessionSecret {
 /// Where the app's data lives.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum DatabaseUrl {
-    /// A SQLite database file (created with its folder on first start).
+    /// A SQLite database file (created with its folder on first start): one instance.
     Sqlite { url: String, file: Option<PathBuf> },
+    /// A PostgreSQL database, shared by any number of instances.
+    Postgres(PostgresUrl),
 }
 
 impl DatabaseUrl {
     pub fn parse(raw: &str) -> Result<Self, ConfigError> {
         let value = raw.trim();
+        if value.starts_with("postgres://") || value.starts_with("postgresql://") {
+            return PostgresUrl::parse(value).map(Self::Postgres);
+        }
         let Some(rest) = value.strip_prefix("sqlite:") else {
             return Err(ConfigError::new(
                 var::DATABASE_URL,
-                "must be a SQLite URL such as sqlite://data/qentrah-connect.db",
+                "must be a SQLite URL such as sqlite://data/qentrah-connect.db \
+                 or a PostgreSQL URL such as postgres://app@db.internal/qentrah_connect",
             ));
         };
         let path = rest.trim_start_matches("//");
@@ -454,6 +479,69 @@ impl DatabaseUrl {
             url: value.to_owned(),
             file,
         })
+    }
+}
+
+/// A PostgreSQL connection URL. It may carry a password, so it never prints: `Debug` shows
+/// the host and database name only.
+#[derive(Clone)]
+pub struct PostgresUrl {
+    url: SecretString,
+    shown: String,
+}
+
+impl PostgresUrl {
+    fn parse(value: &str) -> Result<Self, ConfigError> {
+        let invalid = || {
+            ConfigError::new(
+                var::DATABASE_URL,
+                "must be a PostgreSQL URL with a host and a database name, \
+                 such as postgres://app@db.internal/qentrah_connect",
+            )
+        };
+        let url = Url::parse(value).map_err(|_| invalid())?;
+        let database = url.path().trim_start_matches('/');
+        // A socket-only URL (`postgres:///db?host=/run/postgresql`) has no host part.
+        let host = url
+            .host_str()
+            .map(str::to_owned)
+            .or_else(|| {
+                url.query_pairs()
+                    .find(|(k, _)| k == "host")
+                    .map(|(_, v)| v.into_owned())
+            })
+            .ok_or_else(invalid)?;
+        if database.is_empty() || database.contains('/') {
+            return Err(invalid());
+        }
+        Ok(Self {
+            url: SecretString::from(value.to_owned()),
+            shown: format!("postgres://{host}/{database}"),
+        })
+    }
+
+    /// The full URL, credentials included: only for opening the pool.
+    pub fn expose(&self) -> &str {
+        self.url.expose_secret()
+    }
+
+    /// The host and database, without credentials: safe to print.
+    pub fn shown(&self) -> &str {
+        &self.shown
+    }
+}
+
+impl PartialEq for PostgresUrl {
+    fn eq(&self, other: &Self) -> bool {
+        self.expose() == other.expose()
+    }
+}
+
+impl Eq for PostgresUrl {}
+
+impl fmt::Debug for PostgresUrl {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "PostgresUrl({})", self.shown)
     }
 }
 
@@ -651,7 +739,7 @@ mod tests {
     }
 
     #[test]
-    fn database_url_must_be_sqlite() {
+    fn database_url_must_be_sqlite_or_postgres() {
         let err = error_for(|vars| {
             vars.insert(var::DATABASE_URL, "mysql://localhost/db".to_owned());
         });
@@ -662,5 +750,51 @@ mod tests {
             load(&vars).unwrap().database,
             DatabaseUrl::Sqlite { file: None, .. }
         ));
+        for missing_part in [
+            "postgres://db.internal",
+            "postgres://db.internal/",
+            "postgres://",
+        ] {
+            let err = error_for(|vars| {
+                vars.insert(var::DATABASE_URL, missing_part.to_owned());
+            });
+            assert_eq!(err.variable, var::DATABASE_URL, "{missing_part}");
+        }
+    }
+
+    #[test]
+    fn postgres_url_never_prints_its_password() {
+        let mut vars = valid();
+        vars.insert(
+            var::DATABASE_URL,
+            "postgresql://app:hunter2-db-password@db.internal:5433/qentrah?sslmode=require"
+                .to_owned(),
+        );
+        let config = load(&vars).unwrap();
+        let DatabaseUrl::Postgres(url) = &config.database else {
+            panic!("not postgres: {:?}", config.database);
+        };
+        assert_eq!(url.shown(), "postgres://db.internal/qentrah");
+        assert!(url.expose().contains("hunter2"));
+        assert!(!format!("{config:?}").contains("hunter2"));
+
+        let err = error_for(|vars| {
+            vars.insert(var::DATABASE_URL, "postgres://app:hunter2@/".to_owned());
+        });
+        assert!(!err.to_string().contains("hunter2"));
+    }
+
+    #[test]
+    fn trusted_proxy_hops_is_a_small_number() {
+        assert_eq!(load(&valid()).unwrap().trusted_proxy_hops, 0);
+        let mut vars = valid();
+        vars.insert(var::TRUSTED_PROXY_HOPS, "1".to_owned());
+        assert_eq!(load(&vars).unwrap().trusted_proxy_hops, 1);
+        for bad in ["-1", "11", "one"] {
+            let err = error_for(|vars| {
+                vars.insert(var::TRUSTED_PROXY_HOPS, bad.to_owned());
+            });
+            assert_eq!(err.variable, var::TRUSTED_PROXY_HOPS, "{bad}");
+        }
     }
 }

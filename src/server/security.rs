@@ -7,7 +7,7 @@ use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{Duration, Instant};
 
 use axum::extract::{ConnectInfo, Request, State};
-use axum::http::{header, HeaderName, HeaderValue, Method, StatusCode};
+use axum::http::{header, HeaderMap, HeaderName, HeaderValue, Method, StatusCode};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 
@@ -164,6 +164,30 @@ impl RateLimiter {
     }
 }
 
+/// The address a request came from. Behind `trusted_hops` proxies that each append the address
+/// they saw to `X-Forwarded-For`, the client is the entry that many places from the right: the
+/// entries left of it were written by the client itself and can be anything. With no trusted
+/// proxy, or a header shorter than the chain (a request that bypassed it), or an entry that is
+/// not an address, the peer address it is: a client cannot pick its own rate-limit bucket.
+pub fn client_address(peer: IpAddr, headers: &HeaderMap, trusted_hops: u8) -> IpAddr {
+    if trusted_hops == 0 {
+        return peer;
+    }
+    let entries: Vec<&str> = headers
+        .get_all("x-forwarded-for")
+        .iter()
+        .filter_map(|value| value.to_str().ok())
+        .flat_map(|value| value.split(','))
+        .map(str::trim)
+        .collect();
+    entries
+        .len()
+        .checked_sub(usize::from(trusted_hops))
+        .and_then(|index| entries.get(index))
+        .and_then(|entry| entry.parse::<IpAddr>().ok())
+        .unwrap_or(peer)
+}
+
 /// Rate-limits the OAuth routes per client address with a clear 429.
 pub async fn limit_auth_routes(
     State(state): State<AppState>,
@@ -177,10 +201,15 @@ pub async fn limit_auth_routes(
     else {
         return next.run(request).await;
     };
-    match state.auth_rate_limiter.check(peer.ip(), Instant::now()) {
+    let client = client_address(
+        peer.ip(),
+        request.headers(),
+        state.config.trusted_proxy_hops,
+    );
+    match state.auth_rate_limiter.check(client, Instant::now()) {
         Ok(()) => next.run(request).await,
         Err(retry_after) => {
-            tracing::warn!(ip = %peer.ip(), "auth route rate limit reached");
+            tracing::warn!(ip = %client, "auth route rate limit reached");
             let seconds = retry_after.as_secs().max(1).to_string();
             (
                 StatusCode::TOO_MANY_REQUESTS,
@@ -279,6 +308,36 @@ mod tests {
         add_security_headers(&mut http, false);
         assert!(!http.contains_key(header::STRICT_TRANSPORT_SECURITY));
         assert_eq!(http[header::X_CONTENT_TYPE_OPTIONS], "nosniff");
+    }
+
+    #[test]
+    fn client_address_trusts_only_the_configured_proxies() {
+        let peer: IpAddr = "10.0.0.2".parse().unwrap();
+        let with = |values: &[&str]| {
+            let mut headers = HeaderMap::new();
+            for value in values {
+                headers.append("x-forwarded-for", HeaderValue::from_str(value).unwrap());
+            }
+            headers
+        };
+        let spoofed = with(&["6.6.6.6, 203.0.113.7"]);
+        assert_eq!(client_address(peer, &spoofed, 0), peer, "no proxy trusted");
+        assert_eq!(
+            client_address(peer, &spoofed, 1),
+            "203.0.113.7".parse::<IpAddr>().unwrap(),
+            "the load balancer's entry, not the client's own"
+        );
+        assert_eq!(
+            client_address(peer, &with(&["6.6.6.6", "203.0.113.7, 10.0.0.9"]), 2),
+            "203.0.113.7".parse::<IpAddr>().unwrap(),
+            "two proxies, two headers"
+        );
+        assert_eq!(client_address(peer, &HeaderMap::new(), 1), peer, "bypassed");
+        assert_eq!(client_address(peer, &with(&["garbage"]), 1), peer);
+        assert_eq!(
+            client_address(peer, &with(&["2001:db8::1"]), 1),
+            "2001:db8::1".parse::<IpAddr>().unwrap()
+        );
     }
 
     #[test]

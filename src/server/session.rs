@@ -5,8 +5,10 @@ use serde::{Deserialize, Serialize};
 use sha2::Sha256;
 use tower_sessions::cookie::{Key, SameSite};
 use tower_sessions::service::SignedCookie;
+use tower_sessions::session::{Id, Record};
+use tower_sessions::session_store::{self, ExpiredDeletion, SessionStore};
 use tower_sessions::{Expiry, SessionManagerLayer};
-use tower_sessions_sqlx_store::SqliteStore;
+use tower_sessions_sqlx_store::{PostgresStore, SqliteStore};
 
 use super::config::{PartnerAppUrl, SessionSecret};
 use super::db::Db;
@@ -34,8 +36,8 @@ pub fn layer(
     db: &Db,
     app_url: &PartnerAppUrl,
     secret: &SessionSecret,
-) -> SessionManagerLayer<SqliteStore, SignedCookie> {
-    SessionManagerLayer::new(SqliteStore::new(db.clone()))
+) -> SessionManagerLayer<DbSessionStore, SignedCookie> {
+    SessionManagerLayer::new(DbSessionStore::new(db))
         .with_name(cookie_name(app_url))
         .with_http_only(true)
         .with_same_site(SameSite::Lax)
@@ -135,10 +137,69 @@ pub async fn unbind_connection(
     session.cycle_id().await
 }
 
-/// Removes expired sessions from the store in the background.
+/// Session records in the app's database, SQLite or PostgreSQL: one type for the session layer
+/// whichever is configured. The tables are each store's default (`tower_sessions` on SQLite,
+/// `tower_sessions.session` on PostgreSQL), created by the app's own migrations.
+#[derive(Debug, Clone)]
+pub enum DbSessionStore {
+    Sqlite(SqliteStore),
+    Postgres(PostgresStore),
+}
+
+impl DbSessionStore {
+    pub fn new(db: &Db) -> Self {
+        match db {
+            Db::Sqlite(pool) => Self::Sqlite(SqliteStore::new(pool.clone())),
+            Db::Postgres(pool) => Self::Postgres(PostgresStore::new(pool.clone())),
+        }
+    }
+}
+
+#[async_trait::async_trait]
+impl SessionStore for DbSessionStore {
+    async fn create(&self, record: &mut Record) -> session_store::Result<()> {
+        match self {
+            Self::Sqlite(store) => store.create(record).await,
+            Self::Postgres(store) => store.create(record).await,
+        }
+    }
+
+    async fn save(&self, record: &Record) -> session_store::Result<()> {
+        match self {
+            Self::Sqlite(store) => store.save(record).await,
+            Self::Postgres(store) => store.save(record).await,
+        }
+    }
+
+    async fn load(&self, session_id: &Id) -> session_store::Result<Option<Record>> {
+        match self {
+            Self::Sqlite(store) => store.load(session_id).await,
+            Self::Postgres(store) => store.load(session_id).await,
+        }
+    }
+
+    async fn delete(&self, session_id: &Id) -> session_store::Result<()> {
+        match self {
+            Self::Sqlite(store) => store.delete(session_id).await,
+            Self::Postgres(store) => store.delete(session_id).await,
+        }
+    }
+}
+
+#[async_trait::async_trait]
+impl ExpiredDeletion for DbSessionStore {
+    async fn delete_expired(&self) -> session_store::Result<()> {
+        match self {
+            Self::Sqlite(store) => store.delete_expired().await,
+            Self::Postgres(store) => store.delete_expired().await,
+        }
+    }
+}
+
+/// Removes expired sessions from the store in the background. With several instances each
+/// sweeps; the deletes are idempotent.
 pub fn spawn_expired_session_cleanup(db: &Db) {
-    use tower_sessions::session_store::ExpiredDeletion;
-    let store = SqliteStore::new(db.clone());
+    let store = DbSessionStore::new(db);
     tokio::spawn(async move {
         if let Err(error) = store
             .continuously_delete_expired(tokio::time::Duration::from_secs(3600))

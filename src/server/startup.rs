@@ -72,7 +72,12 @@ impl Application {
         let provider = ProviderConfig::qentrah(&config).map_err(StartupError::ProviderUrl)?;
         let oauth = OAuthClient::new(provider, &config.workspace, http.clone());
         let vault = ConnectionStore::new(db.clone(), keyring.clone());
-        let tokens = TokenManager::new(vault.clone(), oauth.clone(), clock.clone());
+        let tokens = TokenManager::new(
+            vault.clone(),
+            oauth.clone(),
+            clock.clone(),
+            config.http_timeout,
+        );
         let workspace = WorkspaceClient::new(http, config.workspace.api_url.as_str(), tokens);
         let auth_rate_limiter = super::security::RateLimiter::new(
             config.auth_rate_limit_per_minute,
@@ -110,15 +115,22 @@ impl Application {
         self,
         shutdown: impl std::future::Future<Output = ()> + Send + 'static,
     ) -> Result<(), StartupError> {
-        // Peer addresses feed the per-address rate limit on the OAuth routes.
-        axum::serve(
+        let db = self.state.db.clone();
+        // Peer addresses feed the per-address rate limit on the OAuth routes. On shutdown the
+        // listener closes at once (a load balancer's next probe fails and it stops sending) and
+        // requests in flight run to the end; every Workspace call in them is bounded by the
+        // HTTP timeout, so the drain is too.
+        let served = axum::serve(
             self.listener,
             self.router
                 .into_make_service_with_connect_info::<SocketAddr>(),
         )
         .with_graceful_shutdown(shutdown)
         .await
-        .map_err(StartupError::Serve)
+        .map_err(StartupError::Serve);
+        // Then the database sessions end cleanly rather than by the process going away.
+        db.close().await;
+        served
     }
 }
 

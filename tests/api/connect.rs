@@ -189,15 +189,7 @@ async fn token_response_without_organization_id_stores_nothing() {
     let authorize = app.start_flow(&app.client, None).await;
     let callback = app.consent(&authorize, "org_acme", "approve").await;
     assert_refused(&app, &app.client, &callback, "missing_organization").await;
-    let count: (i64,) = sqlx::query_as("SELECT COUNT(*) FROM connections")
-        .fetch_one(
-            &sqlx::SqlitePool::connect(&format!("sqlite://{}", app.database_file.display()))
-                .await
-                .unwrap(),
-        )
-        .await
-        .unwrap();
-    assert_eq!(count.0, 0);
+    assert_eq!(app.database.count("connections").await, 0);
 }
 
 #[tokio::test]
@@ -417,15 +409,6 @@ async fn database_holds_no_token_plaintext_after_a_full_flow() {
     app.clock.advance(Duration::from_secs(3600));
     app.server_fn(&app.client, "organization_overview").await; // refresh
     drop(verifier_flow);
-    // Force SQLite to write everything to the files we read.
-    let db = sqlx::SqlitePool::connect(&format!("sqlite://{}", app.database_file.display()))
-        .await
-        .unwrap();
-    sqlx::query("PRAGMA wal_checkpoint(TRUNCATE)")
-        .execute(&db)
-        .await
-        .unwrap();
-    db.close().await;
 
     // Every code, token and PKCE verifier the Workspace issued or received.
     let secrets = app.ws.control.issued_secrets();
@@ -434,13 +417,7 @@ async fn database_holds_no_token_plaintext_after_a_full_flow() {
         "code, verifier, access, refresh, rotated: {}",
         secrets.len()
     );
-    let mut raw = Vec::new();
-    for suffix in ["", "-wal", "-shm"] {
-        let path = format!("{}{}", app.database_file.display(), suffix);
-        if let Ok(bytes) = std::fs::read(&path) {
-            raw.extend_from_slice(&bytes);
-        }
-    }
+    let raw = app.database.raw_contents().await;
     assert!(!raw.is_empty());
     let raw = String::from_utf8_lossy(&raw);
     for secret in &secrets {

@@ -4,10 +4,10 @@
 use std::process::Stdio;
 use std::time::Duration;
 
-use qentrah_dev_workspace::DevWorkspaceConfig;
+use qentrah_dev_workspace::{DevWorkspaceConfig, Endpoint};
 use tokio::process::{Child, Command};
 
-use crate::harness::{TestApp, TEST_SESSION_SECRET};
+use crate::harness::{TestApp, TestDatabase, TEST_SESSION_SECRET};
 
 async fn start_binary(app: &TestApp) -> Child {
     let child = Command::new(env!("CARGO_BIN_EXE_qentrah-connect"))
@@ -17,10 +17,7 @@ async fn start_binary(app: &TestApp) -> Child {
         .env("QENTRAH_CLIENT_ID", qentrah_dev_workspace::PUBLIC_CLIENT_ID)
         .env("PARTNER_APP_URL", &app.origin)
         .env("SESSION_SECRET", TEST_SESSION_SECRET)
-        .env(
-            "DATABASE_URL",
-            format!("sqlite://{}", app.database_file.display()),
-        )
+        .env("DATABASE_URL", &app.database.url)
         .env("LEPTOS_SITE_ADDR", app.addr.to_string())
         .env("RUST_LOG", "warn")
         // Leptos.toml lives at the project root.
@@ -46,8 +43,8 @@ async fn start_binary(app: &TestApp) -> Child {
     panic!("the binary did not become healthy");
 }
 
-#[tokio::test]
-async fn sigkill_mid_traffic_loses_no_connection_or_session() {
+/// The binary's `TestApp`: the dev Workspace in-process, a free port, a fresh database.
+async fn binary_app() -> TestApp {
     let addr = {
         let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
         listener.local_addr().unwrap()
@@ -56,9 +53,68 @@ async fn sigkill_mid_traffic_loses_no_connection_or_session() {
     let ws = qentrah_dev_workspace::start(DevWorkspaceConfig::for_tests(&origin))
         .await
         .unwrap();
-    let data = tempfile::tempdir().unwrap();
-    let database_file = data.path().join("app.db");
-    let app = TestApp::external(origin, addr, ws, database_file, data);
+    TestApp::external(origin, addr, ws, TestDatabase::for_suite().await)
+}
+
+/// SIGTERM (what an orchestrator sends before it kills an instance): the listener closes, the
+/// request in flight is answered in full, then the process exits 0.
+#[tokio::test]
+async fn sigterm_drains_in_flight_requests_then_exits_cleanly() {
+    let app = binary_app().await;
+    let mut child = start_binary(&app).await;
+    app.connect(&app.client, "org_acme").await;
+    app.ws
+        .control
+        .set_latency(Endpoint::Me, Duration::from_millis(1500));
+    let in_flight = tokio::spawn({
+        let client = app.client.clone();
+        let url = app.url("/api/organization_overview");
+        async move {
+            let response = client
+                .post(url)
+                .header("content-type", "application/x-www-form-urlencoded")
+                .send()
+                .await
+                .unwrap();
+            (response.status().as_u16(), response.text().await.unwrap())
+        }
+    });
+    for _ in 0..500 {
+        if app.ws.control.in_flight(Endpoint::Me) == 1 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    assert_eq!(app.ws.control.in_flight(Endpoint::Me), 1);
+
+    let pid = child.id().unwrap().to_string();
+    let sent = Command::new("kill")
+        .args(["-TERM", &pid])
+        .status()
+        .await
+        .unwrap();
+    assert!(sent.success());
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert!(
+        reqwest::Client::new()
+            .get(format!("http://{}/healthz", app.addr))
+            .send()
+            .await
+            .is_err(),
+        "a draining instance takes no new connections"
+    );
+    let (status, body) = in_flight.await.unwrap();
+    assert_eq!(status, 200, "the request in flight was answered: {body}");
+    let exit = tokio::time::timeout(Duration::from_secs(10), child.wait())
+        .await
+        .expect("exits once drained")
+        .unwrap();
+    assert!(exit.success(), "{exit:?}");
+}
+
+#[tokio::test]
+async fn sigkill_mid_traffic_loses_no_connection_or_session() {
+    let app = binary_app().await;
 
     let mut child = start_binary(&app).await;
     app.connect(&app.client, "org_acme").await;

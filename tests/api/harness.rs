@@ -1,6 +1,6 @@
-//! `spawn_app()`: a fresh database, a free port, the dev Workspace in-process, the app as it
-//! ships, and a client that keeps cookies and follows no redirects (so tests see every redirect
-//! the app sends).
+//! `spawn_app()`: a fresh database (SQLite, or PostgreSQL with `TEST_DATABASE=postgres`), a free
+//! port, the dev Workspace in-process, the app as it ships, and a client that keeps cookies and
+//! follows no redirects (so tests see every redirect the app sends).
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -13,6 +13,8 @@ use qentrah_dev_workspace::{DevWorkspace, DevWorkspaceConfig};
 use serde_json::Value;
 use tokio::net::TcpListener;
 
+pub use crate::database::TestDatabase;
+
 pub const TEST_SESSION_SECRET: &str = "integration-test-session-secret-0123456789";
 
 pub struct TestApp {
@@ -23,8 +25,7 @@ pub struct TestApp {
     pub client: reqwest::Client,
     pub clock: ManualClock,
     pub ws: DevWorkspace,
-    pub database_file: std::path::PathBuf,
-    _data: tempfile::TempDir,
+    pub database: TestDatabase,
 }
 
 /// Options for [`spawn_app_with`].
@@ -40,7 +41,7 @@ pub async fn spawn_app() -> TestApp {
     spawn_app_with(Options::default()).await
 }
 
-/// Starts the dev Workspace and the app against a fresh SQLite database.
+/// Starts the dev Workspace and the app against a fresh database.
 pub async fn spawn_app_with(options: Options) -> TestApp {
     let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
@@ -48,49 +49,13 @@ pub async fn spawn_app_with(options: Options) -> TestApp {
     let ws = qentrah_dev_workspace::start(DevWorkspaceConfig::for_tests(&origin))
         .await
         .unwrap();
-    let data = tempfile::tempdir().unwrap();
-    let database_file = data.path().join("app.db");
-    let database_url = format!("sqlite://{}", database_file.display());
-
-    let client_id = options
-        .client_id
-        .unwrap_or(qentrah_dev_workspace::PUBLIC_CLIENT_ID);
-    let client_secret = options.client_secret.unwrap_or("");
-    let config = AppConfig::from_lookup(|name| {
-        Some(
-            match name {
-                "QENTRAH_WORKSPACE_API_URL" => ws.base_url.as_str(),
-                "QENTRAH_CLIENT_ID" => client_id,
-                "QENTRAH_CLIENT_SECRET" => client_secret,
-                "PARTNER_APP_URL" => origin.as_str(),
-                "SESSION_SECRET" => TEST_SESSION_SECRET,
-                "DATABASE_URL" => database_url.as_str(),
-                "AUTH_RATE_LIMIT_PER_MINUTE" => options.auth_rate_limit_per_minute?,
-                "QENTRAH_HTTP_TIMEOUT_MS" => options.http_timeout_ms?,
-                _ => return None,
-            }
-            .to_owned(),
-        )
-    })
-    .unwrap();
-
-    let mut leptos_options = leptos::config::get_configuration(Some(concat!(
-        env!("CARGO_MANIFEST_DIR"),
-        "/Leptos.toml"
-    )))
-    .unwrap()
-    .leptos_options;
-    leptos_options.site_addr = addr;
-
+    let database = TestDatabase::for_suite().await;
     // The app's clock starts at the real time (the Workspace uses the real time too) and moves
     // only when a test moves it.
     #[allow(clippy::disallowed_methods)]
     let clock = ManualClock::new(SystemTime::now());
-    let app =
-        Application::build_with_listener(config, leptos_options, Arc::new(clock.clone()), listener)
-            .await
-            .unwrap();
-    tokio::spawn(app.serve(std::future::pending()));
+    let config = app_config(&ws, &origin, &database.url, &options);
+    start_instance(config, &clock, listener).await;
 
     TestApp {
         client: browser(addr),
@@ -98,9 +63,55 @@ pub async fn spawn_app_with(options: Options) -> TestApp {
         addr,
         clock,
         ws,
-        database_file,
-        _data: data,
+        database,
     }
+}
+
+/// The app's configuration for tests: `origin` is PARTNER_APP_URL (the app itself, or the load
+/// balancer in front of several instances).
+pub fn app_config(
+    ws: &DevWorkspace,
+    origin: &str,
+    database_url: &str,
+    options: &Options,
+) -> AppConfig {
+    let client_id = options
+        .client_id
+        .unwrap_or(qentrah_dev_workspace::PUBLIC_CLIENT_ID);
+    let client_secret = options.client_secret.unwrap_or("");
+    AppConfig::from_lookup(|name| {
+        Some(
+            match name {
+                "QENTRAH_WORKSPACE_API_URL" => ws.base_url.as_str(),
+                "QENTRAH_CLIENT_ID" => client_id,
+                "QENTRAH_CLIENT_SECRET" => client_secret,
+                "PARTNER_APP_URL" => origin,
+                "SESSION_SECRET" => TEST_SESSION_SECRET,
+                "DATABASE_URL" => database_url,
+                "AUTH_RATE_LIMIT_PER_MINUTE" => options.auth_rate_limit_per_minute?,
+                "QENTRAH_HTTP_TIMEOUT_MS" => options.http_timeout_ms?,
+                _ => return None,
+            }
+            .to_owned(),
+        )
+    })
+    .unwrap()
+}
+
+/// Starts one instance of the app in this process on `listener`.
+pub async fn start_instance(config: AppConfig, clock: &ManualClock, listener: TcpListener) {
+    let mut leptos_options = leptos::config::get_configuration(Some(concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/Leptos.toml"
+    )))
+    .unwrap()
+    .leptos_options;
+    leptos_options.site_addr = listener.local_addr().unwrap();
+    let app =
+        Application::build_with_listener(config, leptos_options, Arc::new(clock.clone()), listener)
+            .await
+            .unwrap();
+    tokio::spawn(app.serve(std::future::pending()));
 }
 
 /// A new browser (its own cookie jar) for this app.
@@ -131,8 +142,7 @@ impl TestApp {
         origin: String,
         addr: SocketAddr,
         ws: DevWorkspace,
-        database_file: std::path::PathBuf,
-        data: tempfile::TempDir,
+        database: TestDatabase,
     ) -> Self {
         #[allow(clippy::disallowed_methods)]
         let clock = ManualClock::new(SystemTime::now());
@@ -142,8 +152,7 @@ impl TestApp {
             addr,
             clock,
             ws,
-            database_file,
-            _data: data,
+            database,
         }
     }
 

@@ -3,8 +3,10 @@
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 mod bad_input;
+mod cluster;
 mod config_errors;
 mod connect;
+mod database;
 mod durability;
 mod harness;
 mod health;

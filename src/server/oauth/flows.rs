@@ -5,10 +5,8 @@
 use std::sync::Arc;
 use std::time::SystemTime;
 
-use sqlx::Row;
-
 use super::flow::{digest, PkceVerifier, State, FLOW_LIFETIME};
-use crate::server::db::Db;
+use crate::server::db::{on_pool, Db};
 use crate::server::vault::cipher::{Keyring, Sealed};
 use crate::server::vault::store::{from_unix, to_unix};
 
@@ -61,23 +59,29 @@ impl FlowStore {
             .keyring
             .seal(verifier.expose().as_bytes(), &aad(&state_digest))?;
         // Expired flows go here rather than in a background task: every start sweeps.
-        sqlx::query("DELETE FROM oauth_flows WHERE expires_at <= ?")
-            .bind(to_unix(now))
-            .execute(&self.db)
-            .await?;
-        sqlx::query(
-            "INSERT INTO oauth_flows (state_hash, browser_hash, provider, key_id, verifier, return_to, expires_at) \
-             VALUES (?, ?, ?, ?, ?, ?, ?)",
-        )
-        .bind(state_digest.as_slice())
-        .bind(digest(browser_binding).as_slice())
-        .bind(provider)
-        .bind(&sealed.key_id)
-        .bind(&sealed.bytes)
-        .bind(return_to)
-        .bind(to_unix(now + FLOW_LIFETIME))
-        .execute(&self.db)
-        .await?;
+        on_pool!(&self.db, pool => {
+            sqlx::query("DELETE FROM oauth_flows WHERE expires_at <= $1")
+                .bind(to_unix(now))
+                .execute(pool)
+                .await
+                .map(drop)
+        })?;
+        on_pool!(&self.db, pool => {
+            sqlx::query(
+                "INSERT INTO oauth_flows (state_hash, browser_hash, provider, key_id, verifier, \
+                 return_to, expires_at) VALUES ($1, $2, $3, $4, $5, $6, $7)",
+            )
+            .bind(state_digest.as_slice())
+            .bind(digest(browser_binding).as_slice())
+            .bind(provider)
+            .bind(&sealed.key_id)
+            .bind(&sealed.bytes)
+            .bind(return_to)
+            .bind(to_unix(now + FLOW_LIFETIME))
+            .execute(pool)
+            .await
+            .map(drop)
+        })?;
         Ok(())
     }
 
@@ -94,32 +98,43 @@ impl FlowStore {
         browser_binding: &str,
         now: SystemTime,
     ) -> Result<Option<ConsumedFlow>, FlowStoreError> {
-        let row = sqlx::query(
-            "DELETE FROM oauth_flows WHERE state_hash = ? AND browser_hash = ? \
-             RETURNING provider, key_id, verifier, return_to, expires_at",
-        )
-        .bind(state_digest.as_slice())
-        .bind(digest(browser_binding).as_slice())
-        .fetch_optional(&self.db)
-        .await?;
+        let row: Option<FlowRow> = on_pool!(&self.db, pool => {
+            sqlx::query_as(
+                "DELETE FROM oauth_flows WHERE state_hash = $1 AND browser_hash = $2 \
+                 RETURNING provider, key_id, verifier, return_to, expires_at",
+            )
+            .bind(state_digest.as_slice())
+            .bind(digest(browser_binding).as_slice())
+            .fetch_optional(pool)
+            .await
+        })?;
         let Some(row) = row else {
             return Ok(None);
         };
-        let expires_at: i64 = row.try_get("expires_at")?;
-        if !super::flow::flow_is_live(from_unix(expires_at), now) {
+        if !super::flow::flow_is_live(from_unix(row.expires_at), now) {
             return Ok(None);
         }
         let sealed = Sealed {
-            key_id: row.try_get("key_id")?,
-            bytes: row.try_get("verifier")?,
+            key_id: row.key_id,
+            bytes: row.verifier,
         };
         let verifier = self.keyring.open(&sealed, &aad(state_digest))?;
         Ok(Some(ConsumedFlow {
             verifier: PkceVerifier::from_stored(String::from_utf8_lossy(&verifier).into_owned()),
-            return_to: row.try_get("return_to")?,
-            provider: row.try_get("provider")?,
+            return_to: row.return_to,
+            provider: row.provider,
         }))
     }
+}
+
+/// A consumed flow's row, as stored.
+#[derive(sqlx::FromRow)]
+struct FlowRow {
+    provider: String,
+    key_id: String,
+    verifier: Vec<u8>,
+    return_to: String,
+    expires_at: i64,
 }
 
 #[cfg(test)]

@@ -15,7 +15,7 @@ use std::time::SystemTime;
 use secrecy::{ExposeSecret, SecretString};
 
 pub use cipher::{CipherError, Keyring};
-pub use store::ConnectionStore;
+pub use store::{ConnectionStore, RefreshLease};
 pub use tokens::{TokenError, TokenManager};
 
 /// The provider this app connects to today.
@@ -152,6 +152,11 @@ pub enum VaultError {
     Cipher(#[from] CipherError),
     #[error("a decrypted token is not valid UTF-8")]
     Encoding,
+    /// Another refresh of the same connection held its lock past the bound.
+    #[error("another refresh of this connection is still running")]
+    Busy,
+    #[error("the system random number generator failed")]
+    Random,
 }
 
 #[cfg(test)]

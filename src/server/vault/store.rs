@@ -1,17 +1,16 @@
 //! Connections in the database. Token columns are bound as ciphertext bytes through explicit
-//! sqlx parameters; no token type is ever serialized.
+//! sqlx parameters; no token type is ever serialized. Every query is written once for both
+//! databases (see [`crate::server::db`]).
 
 use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
-
-use sqlx::Row;
 
 use super::cipher::{Keyring, Sealed};
 use super::{
     AccessToken, Connection, ConnectionInfo, ConnectionKey, ConnectionState, RefreshToken,
     TokenSet, VaultError,
 };
-use crate::server::db::Db;
+use crate::server::db::{on_pool, Db};
 
 /// When a token response has no `expires_in`, assume the access token lives this long: short,
 /// so the app refreshes early rather than sending a token the server has already dropped.
@@ -25,6 +24,99 @@ pub fn to_unix(time: SystemTime) -> i64 {
 
 pub fn from_unix(secs: i64) -> SystemTime {
     UNIX_EPOCH + Duration::from_secs(u64::try_from(secs).unwrap_or(0))
+}
+
+/// The columns every read of a connection takes.
+const CONNECTION_COLUMNS: &str = "SELECT scopes, status, access_expires_at, connected_at, \
+     refreshed_at, generation, key_id, access_token, refresh_token FROM connections \
+     WHERE provider = $1 AND organization_id = $2 AND resource = $3";
+
+/// A connection row as stored: sealed tokens, Unix seconds.
+#[derive(sqlx::FromRow)]
+struct ConnectionRow {
+    scopes: String,
+    status: String,
+    access_expires_at: i64,
+    connected_at: i64,
+    refreshed_at: Option<i64>,
+    generation: i64,
+    key_id: String,
+    access_token: Vec<u8>,
+    refresh_token: Option<Vec<u8>>,
+}
+
+impl ConnectionRow {
+    fn info(&self, key: &ConnectionKey) -> ConnectionInfo {
+        ConnectionInfo {
+            key: key.clone(),
+            scopes: self
+                .scopes
+                .split(' ')
+                .filter(|s| !s.is_empty())
+                .map(str::to_owned)
+                .collect(),
+            state: ConnectionState::parse(&self.status),
+            access_expires_at: from_unix(self.access_expires_at),
+            connected_at: from_unix(self.connected_at),
+            refreshed_at: self.refreshed_at.map(from_unix),
+            has_refresh_token: self.refresh_token.is_some(),
+            generation: self.generation,
+        }
+    }
+}
+
+/// Held while one refresh of a connection is in progress, from the re-read of its row to the
+/// write of the refreshed tokens.
+///
+/// On PostgreSQL it is a transaction holding the row lock (`SELECT … FOR UPDATE`): every
+/// instance's refresh of the same connection queues on it, and it dies with the instance that
+/// holds it (the server rolls back when the connection drops). On SQLite, which one instance
+/// owns, the token manager's in-process lock is enough and the lease holds nothing.
+#[must_use = "release the lease, or the PostgreSQL row lock is held until the transaction ends"]
+pub struct RefreshLease {
+    transaction: Option<sqlx::Transaction<'static, sqlx::Postgres>>,
+}
+
+impl RefreshLease {
+    /// Ends the lease, committing what was written under it.
+    pub async fn release(self) -> Result<(), VaultError> {
+        if let Some(transaction) = self.transaction {
+            transaction.commit().await?;
+        }
+        Ok(())
+    }
+}
+
+/// Runs `$body` with `$exec` bound to the lease's transaction if it has one, else to the pool.
+macro_rules! under_lease {
+    ($store:expr, $lease:expr, $exec:ident => $body:expr) => {
+        match (&mut $lease.transaction, &$store.db) {
+            (Some(transaction), _) => {
+                let $exec = &mut **transaction;
+                $body
+            }
+            (None, Db::Sqlite(pool)) => {
+                let $exec = pool;
+                $body
+            }
+            (None, Db::Postgres(pool)) => {
+                let $exec = pool;
+                $body
+            }
+        }
+    };
+}
+
+/// PostgreSQL's `lock_not_available`: the wait for another refresh's lock ran out.
+const LOCK_NOT_AVAILABLE: &str = "55P03";
+
+/// A new row's first generation: random, so a connection deleted and made again does not
+/// restart at a generation that a refresh of the old one still holds (and would write over).
+fn first_generation() -> Result<i64, VaultError> {
+    let mut bytes = [0u8; 8];
+    getrandom::fill(&mut bytes[3..]).map_err(|_| VaultError::Random)?;
+    // 40 random bits: far from i64::MAX, however many refreshes follow.
+    Ok(i64::from_be_bytes(bytes) + 1)
 }
 
 /// Reads and writes sealed connections.
@@ -62,6 +154,33 @@ impl ConnectionStore {
         String::from_utf8(plain).map_err(|_| VaultError::Encoding)
     }
 
+    fn decrypt(&self, key: &ConnectionKey, row: ConnectionRow) -> Result<Connection, VaultError> {
+        let info = row.info(key);
+        let access_token =
+            AccessToken::new(self.open(key, "access_token", &row.key_id, row.access_token)?);
+        let refresh_token = row
+            .refresh_token
+            .map(|bytes| self.open(key, "refresh_token", &row.key_id, bytes))
+            .transpose()?
+            .map(RefreshToken::new);
+        Ok(Connection {
+            info,
+            access_token,
+            refresh_token,
+        })
+    }
+
+    async fn row(&self, key: &ConnectionKey) -> Result<Option<ConnectionRow>, VaultError> {
+        Ok(on_pool!(&self.db, pool => {
+            sqlx::query_as::<_, ConnectionRow>(CONNECTION_COLUMNS)
+                .bind(&key.provider)
+                .bind(&key.organization_id)
+                .bind(&key.resource)
+                .fetch_optional(pool)
+                .await
+        })?)
+    }
+
     /// Stores a new connection (or replaces one), as after a completed authorization.
     #[tracing::instrument(skip_all, fields(org = %key.organization_id))]
     pub async fn save_connected(
@@ -83,181 +202,192 @@ impl ConnectionStore {
             .clone()
             .unwrap_or_else(|| requested_scopes.to_vec())
             .join(" ");
-        sqlx::query(
-            "INSERT INTO connections (provider, organization_id, resource, key_id, access_token, \
-             refresh_token, access_expires_at, scopes, status, connected_at, refreshed_at, \
-             updated_at, generation) \
-             VALUES (?, ?, ?, ?, ?, ?, ?, ?, 'active', ?, NULL, ?, 1) \
-             ON CONFLICT (provider, organization_id, resource) DO UPDATE SET \
-             key_id = excluded.key_id, access_token = excluded.access_token, \
-             refresh_token = excluded.refresh_token, access_expires_at = excluded.access_expires_at, \
-             scopes = excluded.scopes, status = 'active', connected_at = excluded.connected_at, \
-             refreshed_at = NULL, updated_at = excluded.updated_at, \
-             generation = connections.generation + 1",
-        )
-        .bind(&key.provider)
-        .bind(&key.organization_id)
-        .bind(&key.resource)
-        .bind(&access.key_id)
-        .bind(&access.bytes)
-        .bind(refresh.as_ref().map(|r| r.bytes.clone()))
-        .bind(to_unix(expires_at))
-        .bind(scopes)
-        .bind(to_unix(now))
-        .bind(to_unix(now))
-        .execute(&self.db)
-        .await?;
+        let generation = first_generation()?;
+        on_pool!(&self.db, pool => {
+            sqlx::query(
+                "INSERT INTO connections (provider, organization_id, resource, key_id, \
+                 access_token, refresh_token, access_expires_at, scopes, status, connected_at, \
+                 refreshed_at, updated_at, generation) \
+                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, 'active', $9, NULL, $9, $10) \
+                 ON CONFLICT (provider, organization_id, resource) DO UPDATE SET \
+                 key_id = excluded.key_id, access_token = excluded.access_token, \
+                 refresh_token = excluded.refresh_token, \
+                 access_expires_at = excluded.access_expires_at, scopes = excluded.scopes, \
+                 status = 'active', connected_at = excluded.connected_at, refreshed_at = NULL, \
+                 updated_at = excluded.updated_at, generation = connections.generation + 1",
+            )
+            .bind(&key.provider)
+            .bind(&key.organization_id)
+            .bind(&key.resource)
+            .bind(&access.key_id)
+            .bind(&access.bytes)
+            .bind(refresh.as_ref().map(|r| r.bytes.clone()))
+            .bind(to_unix(expires_at))
+            .bind(scopes)
+            .bind(to_unix(now))
+            .bind(generation)
+            .execute(pool)
+            .await
+            .map(drop)
+        })?;
         Ok(())
     }
 
-    /// Stores the result of a refresh. The rotated refresh token is written here, before the new
-    /// access token is ever used (RFC 9700 §4.14.2); without a new one, the old one is kept.
-    /// Every field is re-sealed with the current key.
+    /// Takes the lease for refreshing this connection and reads the row under it: whoever held
+    /// the lease before may have refreshed already, in this instance or another.
+    ///
+    /// The wait is bounded by `bound` (PostgreSQL's `lock_timeout`): past it the caller gets
+    /// [`VaultError::Busy`] and the person a retryable page. The holder is bounded too: a
+    /// session idle in its transaction for longer (a hung instance) is ended by the server
+    /// (`idle_in_transaction_session_timeout`), which frees the lock for the others.
+    #[tracing::instrument(skip_all, fields(org = %key.organization_id))]
+    pub async fn lease_for_refresh(
+        &self,
+        key: &ConnectionKey,
+        bound: Duration,
+    ) -> Result<(RefreshLease, Option<Connection>), VaultError> {
+        let pool = match &self.db {
+            Db::Sqlite(_) => {
+                let connection = self.load(key).await?;
+                return Ok((RefreshLease { transaction: None }, connection));
+            }
+            Db::Postgres(pool) => pool,
+        };
+        let mut transaction = pool.begin().await?;
+        let bound = format!("{}ms", bound.as_millis().max(1));
+        sqlx::query(
+            "SELECT set_config('lock_timeout', $1, true), \
+             set_config('idle_in_transaction_session_timeout', $1, true)",
+        )
+        .bind(&bound)
+        .execute(&mut *transaction)
+        .await?;
+        let row = sqlx::query_as::<_, ConnectionRow>(&format!("{CONNECTION_COLUMNS} FOR UPDATE"))
+            .bind(&key.provider)
+            .bind(&key.organization_id)
+            .bind(&key.resource)
+            .fetch_optional(&mut *transaction)
+            .await
+            .map_err(|error| match &error {
+                sqlx::Error::Database(db) if db.code().as_deref() == Some(LOCK_NOT_AVAILABLE) => {
+                    VaultError::Busy
+                }
+                _ => VaultError::Database(error),
+            })?;
+        let connection = row.map(|row| self.decrypt(key, row)).transpose()?;
+        Ok((
+            RefreshLease {
+                transaction: Some(transaction),
+            },
+            connection,
+        ))
+    }
+
+    /// Stores the result of a refresh, if the row is still the one the refresh started from
+    /// (`seen_generation`); returns the new generation, or `None` when the connection was
+    /// replaced or deleted meanwhile (its new tokens win). The rotated refresh token is written
+    /// here, before the new access token is ever used (RFC 9700 §4.14.2); without a new one,
+    /// the old one is kept. Every field is re-sealed with the current key.
     #[tracing::instrument(skip_all, fields(org = %key.organization_id))]
     pub async fn save_refreshed(
         &self,
+        lease: &mut RefreshLease,
         key: &ConnectionKey,
+        seen_generation: i64,
         previous_refresh: Option<&RefreshToken>,
         tokens: &TokenSet,
         now: SystemTime,
-    ) -> Result<(), VaultError> {
+    ) -> Result<Option<i64>, VaultError> {
         let access = self.seal(key, "access_token", tokens.access_token.expose())?;
         let refresh_plain = tokens.refresh_token.as_ref().or(previous_refresh);
         let refresh = refresh_plain
             .map(|t| self.seal(key, "refresh_token", t.expose()))
             .transpose()?;
         let expires_at = now + tokens.expires_in.unwrap_or(ASSUMED_LIFETIME);
-        let mut query = String::from(
-            "UPDATE connections SET key_id = ?, access_token = ?, refresh_token = ?, \
-             access_expires_at = ?, refreshed_at = ?, updated_at = ?, status = 'active', \
-             generation = generation + 1",
-        );
-        if tokens.scopes.is_some() {
-            query.push_str(", scopes = ?");
-        }
-        query.push_str(" WHERE provider = ? AND organization_id = ? AND resource = ?");
-        let mut q = sqlx::query(&query)
+        let scopes = tokens.scopes.as_ref().map(|scopes| scopes.join(" "));
+        let generation: Option<(i64,)> = under_lease!(self, lease, exec => {
+            sqlx::query_as(
+                "UPDATE connections SET key_id = $1, access_token = $2, refresh_token = $3, \
+                 access_expires_at = $4, refreshed_at = $5, updated_at = $5, \
+                 status = 'active', scopes = COALESCE($6, scopes), generation = generation + 1 \
+                 WHERE provider = $7 AND organization_id = $8 AND resource = $9 \
+                 AND generation = $10 RETURNING generation",
+            )
             .bind(&access.key_id)
             .bind(&access.bytes)
             .bind(refresh.as_ref().map(|r| r.bytes.clone()))
             .bind(to_unix(expires_at))
             .bind(to_unix(now))
-            .bind(to_unix(now));
-        if let Some(scopes) = &tokens.scopes {
-            q = q.bind(scopes.join(" "));
-        }
-        q.bind(&key.provider)
+            .bind(scopes)
+            .bind(&key.provider)
             .bind(&key.organization_id)
             .bind(&key.resource)
-            .execute(&self.db)
-            .await?;
-        Ok(())
+            .bind(seen_generation)
+            .fetch_optional(exec)
+            .await
+        })?;
+        Ok(generation.map(|(generation,)| generation))
     }
 
     /// The connection's facts, without decrypting anything.
     pub async fn info(&self, key: &ConnectionKey) -> Result<Option<ConnectionInfo>, VaultError> {
-        let row = sqlx::query(
-            "SELECT scopes, status, access_expires_at, connected_at, refreshed_at, \
-             refresh_token IS NOT NULL AS has_refresh, generation FROM connections \
-             WHERE provider = ? AND organization_id = ? AND resource = ?",
-        )
-        .bind(&key.provider)
-        .bind(&key.organization_id)
-        .bind(&key.resource)
-        .fetch_optional(&self.db)
-        .await?;
-        row.map(|row| info_from_row(key, &row)).transpose()
+        Ok(self.row(key).await?.map(|row| row.info(key)))
     }
 
     /// The connection with its tokens decrypted.
     #[tracing::instrument(skip_all, fields(org = %key.organization_id))]
     pub async fn load(&self, key: &ConnectionKey) -> Result<Option<Connection>, VaultError> {
-        let row = sqlx::query(
-            "SELECT scopes, status, access_expires_at, connected_at, refreshed_at, \
-             refresh_token IS NOT NULL AS has_refresh, generation, key_id, access_token, \
-             refresh_token FROM connections \
-             WHERE provider = ? AND organization_id = ? AND resource = ?",
-        )
-        .bind(&key.provider)
-        .bind(&key.organization_id)
-        .bind(&key.resource)
-        .fetch_optional(&self.db)
-        .await?;
-        let Some(row) = row else {
-            return Ok(None);
-        };
-        let info = info_from_row(key, &row)?;
-        let key_id: String = row.try_get("key_id")?;
-        let access: Vec<u8> = row.try_get("access_token")?;
-        let refresh: Option<Vec<u8>> = row.try_get("refresh_token")?;
-        let access_token = AccessToken::new(self.open(key, "access_token", &key_id, access)?);
-        let refresh_token = refresh
-            .map(|bytes| self.open(key, "refresh_token", &key_id, bytes))
-            .transpose()?
-            .map(RefreshToken::new);
-        Ok(Some(Connection {
-            info,
-            access_token,
-            refresh_token,
-        }))
+        self.row(key)
+            .await?
+            .map(|row| self.decrypt(key, row))
+            .transpose()
     }
 
-    /// Marks a connection as needing a new authorization (its refresh token was refused), and
-    /// drops the tokens that no longer work.
+    /// Marks a connection as needing a new authorization (its refresh token was refused) and
+    /// drops the tokens that no longer work, if the row is still the one the refresh started
+    /// from; returns false when it was replaced meanwhile (then the new tokens stand).
     pub async fn mark_reconnect_required(
         &self,
+        lease: &mut RefreshLease,
         key: &ConnectionKey,
+        seen_generation: i64,
         now: SystemTime,
-    ) -> Result<(), VaultError> {
-        sqlx::query(
-            "UPDATE connections SET status = 'reconnect_required', refresh_token = NULL, \
-             access_expires_at = 0, updated_at = ?, generation = generation + 1 \
-             WHERE provider = ? AND organization_id = ? AND resource = ?",
-        )
-        .bind(to_unix(now))
-        .bind(&key.provider)
-        .bind(&key.organization_id)
-        .bind(&key.resource)
-        .execute(&self.db)
-        .await?;
-        Ok(())
+    ) -> Result<bool, VaultError> {
+        let result = under_lease!(self, lease, exec => {
+            sqlx::query(
+                "UPDATE connections SET status = 'reconnect_required', refresh_token = NULL, \
+                 access_expires_at = 0, updated_at = $1, generation = generation + 1 \
+                 WHERE provider = $2 AND organization_id = $3 AND resource = $4 \
+                 AND generation = $5",
+            )
+            .bind(to_unix(now))
+            .bind(&key.provider)
+            .bind(&key.organization_id)
+            .bind(&key.resource)
+            .bind(seen_generation)
+            .execute(exec)
+            .await
+            .map(|done| done.rows_affected())
+        })?;
+        Ok(result > 0)
     }
 
     /// Removes a connection and its tokens.
     pub async fn delete(&self, key: &ConnectionKey) -> Result<bool, VaultError> {
-        let result = sqlx::query(
-            "DELETE FROM connections WHERE provider = ? AND organization_id = ? AND resource = ?",
-        )
-        .bind(&key.provider)
-        .bind(&key.organization_id)
-        .bind(&key.resource)
-        .execute(&self.db)
-        .await?;
-        Ok(result.rows_affected() > 0)
+        let deleted = on_pool!(&self.db, pool => {
+            sqlx::query(
+                "DELETE FROM connections \
+                 WHERE provider = $1 AND organization_id = $2 AND resource = $3",
+            )
+            .bind(&key.provider)
+            .bind(&key.organization_id)
+            .bind(&key.resource)
+            .execute(pool)
+            .await
+            .map(|done| done.rows_affected())
+        })?;
+        Ok(deleted > 0)
     }
-}
-
-fn info_from_row(
-    key: &ConnectionKey,
-    row: &sqlx::sqlite::SqliteRow,
-) -> Result<ConnectionInfo, VaultError> {
-    let scopes: String = row.try_get("scopes")?;
-    let status: String = row.try_get("status")?;
-    let refreshed_at: Option<i64> = row.try_get("refreshed_at")?;
-    Ok(ConnectionInfo {
-        key: key.clone(),
-        scopes: scopes
-            .split(' ')
-            .filter(|s| !s.is_empty())
-            .map(str::to_owned)
-            .collect(),
-        state: ConnectionState::parse(&status),
-        access_expires_at: from_unix(row.try_get("access_expires_at")?),
-        connected_at: from_unix(row.try_get("connected_at")?),
-        refreshed_at: refreshed_at.map(from_unix),
-        has_refresh_token: row.try_get("has_refresh")?,
-        generation: row.try_get("generation")?,
-    })
 }
 
 #[cfg(test)]
@@ -269,6 +399,13 @@ mod tests {
     async fn store_with(keys: VaultKeys, db: Db) -> ConnectionStore {
         let secret = SessionSecret::parse("s".repeat(40)).unwrap();
         ConnectionStore::new(db, Arc::new(Keyring::from_config(&keys, &secret)))
+    }
+
+    fn sqlite(db: &Db) -> &sqlx::SqlitePool {
+        match db {
+            Db::Sqlite(pool) => pool,
+            Db::Postgres(_) => panic!("these tests run on SQLite"),
+        }
     }
 
     async fn memory_db() -> Db {
@@ -326,7 +463,7 @@ mod tests {
 
         let (access, refresh): (Vec<u8>, Vec<u8>) =
             sqlx::query_as("SELECT access_token, refresh_token FROM connections")
-                .fetch_one(&db)
+                .fetch_one(sqlite(&db))
                 .await
                 .unwrap();
         for bytes in [access, refresh] {
@@ -349,7 +486,7 @@ mod tests {
         sqlx::query(
             "UPDATE connections SET access_token = (SELECT access_token FROM connections WHERE organization_id = 'org_a') WHERE organization_id = 'org_b'",
         )
-        .execute(&db)
+        .execute(sqlite(&db))
         .await
         .unwrap();
         assert!(matches!(
@@ -382,18 +519,27 @@ mod tests {
             db.clone(),
         )
         .await;
-        let conn = new.load(&key("org_a")).await.unwrap().unwrap();
+        let (mut lease, conn) = new
+            .lease_for_refresh(&key("org_a"), Duration::from_secs(1))
+            .await
+            .unwrap();
+        let conn = conn.unwrap();
         assert_eq!(conn.access_token.expose(), "qat_1");
-        new.save_refreshed(
-            &key("org_a"),
-            conn.refresh_token.as_ref(),
-            &tokens("qat_2", None),
-            now,
-        )
-        .await
-        .unwrap();
+        let stored = new
+            .save_refreshed(
+                &mut lease,
+                &key("org_a"),
+                conn.info.generation,
+                conn.refresh_token.as_ref(),
+                &tokens("qat_2", None),
+                now,
+            )
+            .await
+            .unwrap();
+        lease.release().await.unwrap();
+        assert_eq!(stored, Some(conn.info.generation + 1));
         let key_id: (String,) = sqlx::query_as("SELECT key_id FROM connections")
-            .fetch_one(&db)
+            .fetch_one(sqlite(&db))
             .await
             .unwrap();
         assert_eq!(key_id.0, new.keyring().current_key_id());
@@ -414,14 +560,72 @@ mod tests {
             .save_connected(&key("org_a"), &tokens("qat", Some("qrt")), &[], now)
             .await
             .unwrap();
-        store
-            .mark_reconnect_required(&key("org_a"), now)
+        let generation = store.info(&key("org_a")).await.unwrap().unwrap().generation;
+        let (mut lease, _) = store
+            .lease_for_refresh(&key("org_a"), Duration::from_secs(1))
             .await
             .unwrap();
+        assert!(store
+            .mark_reconnect_required(&mut lease, &key("org_a"), generation, now)
+            .await
+            .unwrap());
+        lease.release().await.unwrap();
         let info = store.info(&key("org_a")).await.unwrap().unwrap();
         assert_eq!(info.state, ConnectionState::ReconnectRequired);
         assert!(!info.has_refresh_token);
         assert!(store.delete(&key("org_a")).await.unwrap());
         assert!(store.info(&key("org_a")).await.unwrap().is_none());
+    }
+
+    /// A refresh that started before the connection was authorized again (or deleted and made
+    /// again) must not write the old grant's tokens over the new ones, nor mark the new
+    /// connection dead when the old refresh token is refused.
+    #[tokio::test]
+    async fn a_refresh_of_a_replaced_connection_writes_nothing() {
+        let (store, _db) = default_store().await;
+        let now = from_unix(1_800_000_000);
+        let org = key("org_a");
+        store
+            .save_connected(&org, &tokens("qat_old", Some("qrt_old")), &[], now)
+            .await
+            .unwrap();
+        let (mut lease, seen) = store
+            .lease_for_refresh(&org, Duration::from_secs(1))
+            .await
+            .unwrap();
+        let seen = seen.unwrap().info.generation;
+
+        // Meanwhile: disconnected, then connected again.
+        assert!(store.delete(&org).await.unwrap());
+        store
+            .save_connected(&org, &tokens("qat_new", Some("qrt_new")), &[], now)
+            .await
+            .unwrap();
+        assert_ne!(
+            store.info(&org).await.unwrap().unwrap().generation,
+            seen,
+            "a new row starts at a new generation"
+        );
+
+        let stored = store
+            .save_refreshed(
+                &mut lease,
+                &org,
+                seen,
+                None,
+                &tokens("qat_stale", None),
+                now,
+            )
+            .await
+            .unwrap();
+        assert_eq!(stored, None);
+        assert!(!store
+            .mark_reconnect_required(&mut lease, &org, seen, now)
+            .await
+            .unwrap());
+        lease.release().await.unwrap();
+        let current = store.load(&org).await.unwrap().unwrap();
+        assert_eq!(current.access_token.expose(), "qat_new");
+        assert_eq!(current.info.state, ConnectionState::Active);
     }
 }

@@ -1,5 +1,12 @@
 //! Access tokens on demand: refreshed ahead of expiry or when the Workspace says the token is no
-//! longer good, one refresh at a time per connection however many requests need it.
+//! longer good, one refresh at a time per connection however many requests, and however many
+//! app instances, need it.
+//!
+//! Two locks make it single-flight. In each instance, a mutex per connection queues that
+//! instance's requests, so at most one of them asks the database. Across instances, the vault's
+//! [`RefreshLease`](super::RefreshLease) (a PostgreSQL row lock) queues the instances. Sending
+//! one refresh token twice is not just waste: with rotation, the second use is a reuse and
+//! the authorization server may revoke the whole grant (RFC 9700 §4.14.2).
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex, PoisonError};
@@ -27,8 +34,20 @@ pub enum TokenError {
     /// `invalid_client` and the like: our registration is wrong.
     #[error("the authorization server refused this app's request")]
     Refused(#[source] TokenCallError),
+    /// Another instance's refresh of this connection outlasted the lock's bound.
+    #[error("another refresh of this connection is still running")]
+    Busy,
     #[error(transparent)]
-    Vault(#[from] VaultError),
+    Vault(VaultError),
+}
+
+impl From<VaultError> for TokenError {
+    fn from(error: VaultError) -> Self {
+        match error {
+            VaultError::Busy => TokenError::Busy,
+            error => TokenError::Vault(error),
+        }
+    }
 }
 
 /// A usable access token and the vault generation it came from.
@@ -41,12 +60,19 @@ pub struct LeasedToken {
 /// How long a refresh's result is handed straight to the requests that queued behind it.
 const JUST_REFRESHED_WINDOW: Duration = Duration::from_secs(2);
 
+/// Added to the token call's timeout to bound the cross-instance lock: the database statements
+/// around the call.
+const LOCK_MARGIN: Duration = Duration::from_secs(5);
+
 /// Hands out access tokens, refreshing them single-flight.
 #[derive(Clone)]
 pub struct TokenManager {
     store: ConnectionStore,
     oauth: OAuthClient,
     clock: SharedClock,
+    /// How long a refresh may hold, or wait for, the cross-instance lock: the token call's
+    /// timeout plus a margin for the database round trips.
+    lock_bound: Duration,
     locks: Arc<Mutex<HashMap<ConnectionKey, Arc<tokio::sync::Mutex<()>>>>>,
     /// The token a refresh just produced, with when: the requests that waited on the lock take
     /// it from here instead of each re-reading and decrypting the row in turn.
@@ -60,11 +86,19 @@ impl std::fmt::Debug for TokenManager {
 }
 
 impl TokenManager {
-    pub fn new(store: ConnectionStore, oauth: OAuthClient, clock: SharedClock) -> Self {
+    /// `token_call_timeout` is the HTTP client's timeout: it bounds how long any refresh can
+    /// hold the cross-instance lock.
+    pub fn new(
+        store: ConnectionStore,
+        oauth: OAuthClient,
+        clock: SharedClock,
+        token_call_timeout: Duration,
+    ) -> Self {
         Self {
             store,
             oauth,
             clock,
+            lock_bound: token_call_timeout + LOCK_MARGIN,
             locks: Arc::default(),
             just_refreshed: Arc::default(),
         }
@@ -139,12 +173,20 @@ impl TokenManager {
         (leased.generation != seen_generation).then(|| leased.clone())
     }
 
+    fn remember_refreshed(&self, key: &ConnectionKey, leased: &LeasedToken) {
+        self.just_refreshed
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .insert(key.clone(), (leased.clone(), std::time::Instant::now()));
+    }
+
     async fn refresh(
         &self,
         key: &ConnectionKey,
         seen_generation: i64,
         rejected: bool,
     ) -> Result<LeasedToken, TokenError> {
+        // This instance's requests queue here; only the first goes on to the database.
         let lock = self.lock_for(key);
         let _guard = lock.lock().await;
 
@@ -153,74 +195,84 @@ impl TokenManager {
             return Ok(leased);
         }
 
-        // Re-read under the lock: whoever held it before us may have refreshed already.
-        let connection = self
-            .store
-            .load(key)
-            .await?
-            .ok_or(TokenError::NotConnected)?;
+        // Instances queue here; the row is re-read under the lease, since whoever held it
+        // before us (here or in another instance) may have refreshed already.
+        let (mut lease, connection) = self.store.lease_for_refresh(key, self.lock_bound).await?;
+        let result = self
+            .refresh_under_lease(&mut lease, key, connection, seen_generation, rejected)
+            .await;
+        // Released on every path; a failed refresh wrote nothing, so its commit is a no-op.
+        lease.release().await?;
+        let (leased, refreshed_here) = result?;
+        // Only once the rotated tokens are committed may the queue behind us use them.
+        if refreshed_here {
+            self.remember_refreshed(key, &leased);
+        }
+        Ok(leased)
+    }
+
+    async fn refresh_under_lease(
+        &self,
+        lease: &mut super::RefreshLease,
+        key: &ConnectionKey,
+        connection: Option<super::Connection>,
+        seen_generation: i64,
+        rejected: bool,
+    ) -> Result<(LeasedToken, bool), TokenError> {
+        let connection = connection.ok_or(TokenError::NotConnected)?;
         if connection.info.state == ConnectionState::ReconnectRequired {
             return Err(TokenError::ReconnectRequired);
         }
+        let generation = connection.info.generation;
         let now = self.clock.now();
         let fresh = now + REFRESH_MARGIN < connection.info.access_expires_at;
         // Another request refreshed while we waited (its token is fresh, or at least not the one
         // that was refused), or nothing needs doing: use what the vault holds.
-        let refreshed_elsewhere =
-            connection.info.generation != seen_generation && (fresh || rejected);
+        let refreshed_elsewhere = generation != seen_generation && (fresh || rejected);
         if refreshed_elsewhere || (fresh && !rejected) {
-            return Ok(LeasedToken {
+            let leased = LeasedToken {
                 token: connection.access_token,
-                generation: connection.info.generation,
-            });
+                generation,
+            };
+            return Ok((leased, false));
         }
         let Some(refresh_token) = connection.refresh_token.clone() else {
-            self.store.mark_reconnect_required(key, now).await?;
-            return Err(TokenError::ReconnectRequired);
+            return self
+                .give_up_or_take_newer(lease, key, generation, "no refresh token")
+                .await
+                .map(|leased| (leased, false));
         };
 
         match self.oauth.refresh(&refresh_token).await {
             Ok(tokens) => {
                 // The rotated refresh token is stored before the new access token is used.
-                self.store
-                    .save_refreshed(key, Some(&refresh_token), &tokens, self.clock.now())
+                let stored = self
+                    .store
+                    .save_refreshed(
+                        lease,
+                        key,
+                        generation,
+                        Some(&refresh_token),
+                        &tokens,
+                        self.clock.now(),
+                    )
                     .await?;
+                let Some(generation) = stored else {
+                    // The connection was authorized again (or removed) while we refreshed the
+                    // old grant: the new connection's tokens win.
+                    return self.current_active(key).await.map(|leased| (leased, false));
+                };
                 tracing::info!("access token refreshed");
-                let info = self
-                    .store
-                    .info(key)
-                    .await?
-                    .ok_or(TokenError::NotConnected)?;
-                Ok(LeasedToken {
+                let leased = LeasedToken {
                     token: tokens.access_token,
-                    generation: info.generation,
-                })
+                    generation,
+                };
+                Ok((leased, true))
             }
-            Err(TokenCallError::InvalidGrant) => {
-                // Another instance may have rotated the refresh token meanwhile: only if the
-                // vault still holds the one that was refused is the connection dead.
-                let current = self
-                    .store
-                    .load(key)
-                    .await?
-                    .ok_or(TokenError::NotConnected)?;
-                let still_same = current
-                    .refresh_token
-                    .as_ref()
-                    .is_some_and(|t| t.expose() == refresh_token.expose());
-                if !still_same && current.info.state == ConnectionState::Active {
-                    return Ok(LeasedToken {
-                        token: current.access_token,
-                        generation: current.info.generation,
-                    });
-                }
-                tracing::warn!("refresh token refused; the connection needs a new authorization");
-                self.forget(key);
-                self.store
-                    .mark_reconnect_required(key, self.clock.now())
-                    .await?;
-                Err(TokenError::ReconnectRequired)
-            }
+            Err(TokenCallError::InvalidGrant) => self
+                .give_up_or_take_newer(lease, key, generation, "refresh token refused")
+                .await
+                .map(|leased| (leased, false)),
             Err(error @ TokenCallError::Unavailable { .. }) => {
                 tracing::warn!(%error, "refresh failed; will retry on the next request");
                 Err(TokenError::Unavailable(error))
@@ -230,5 +282,44 @@ impl TokenManager {
                 Err(TokenError::Refused(error))
             }
         }
+    }
+
+    /// The refresh token is gone or was refused (`invalid_grant`). Race-aware: only if the row
+    /// is still the one this refresh started from is the connection dead; if it changed
+    /// meanwhile (a new authorization, or a refresh that did not hold the lease), its tokens
+    /// are used instead.
+    async fn give_up_or_take_newer(
+        &self,
+        lease: &mut super::RefreshLease,
+        key: &ConnectionKey,
+        generation: i64,
+        why: &'static str,
+    ) -> Result<LeasedToken, TokenError> {
+        let marked = self
+            .store
+            .mark_reconnect_required(lease, key, generation, self.clock.now())
+            .await?;
+        if !marked {
+            return self.current_active(key).await;
+        }
+        tracing::warn!(why, "the connection needs a new authorization");
+        self.forget(key);
+        Err(TokenError::ReconnectRequired)
+    }
+
+    /// What the vault holds now, if it is usable.
+    async fn current_active(&self, key: &ConnectionKey) -> Result<LeasedToken, TokenError> {
+        let current = self
+            .store
+            .load(key)
+            .await?
+            .ok_or(TokenError::NotConnected)?;
+        if current.info.state == ConnectionState::ReconnectRequired {
+            return Err(TokenError::ReconnectRequired);
+        }
+        Ok(LeasedToken {
+            token: current.access_token,
+            generation: current.info.generation,
+        })
     }
 }

@@ -57,6 +57,9 @@ impl From<TokenError> for WorkspaceError {
                 detail: e.to_string(),
             },
             TokenError::Refused(_) => WorkspaceError::Misconfigured,
+            TokenError::Busy => WorkspaceError::Unavailable {
+                detail: "another instance is still refreshing this connection".to_owned(),
+            },
             TokenError::Vault(e) => WorkspaceError::Vault(e),
         }
     }
