@@ -120,7 +120,7 @@ unit-and-integration:
 	fi
 
 release:
-	cargo leptos build --release
+	cargo leptos build --release --precompress
 	cargo build --release -p qentrah-dev-workspace
 	node scripts/bundle-sizes.mjs target/site/pkg
 
