@@ -10,6 +10,7 @@ use crate::ui::pages::{
     ClientsPage, ConnectFailedPage, ConnectionPage, HomePage, NotFoundPage, OrganizationPage,
     PropertiesPage,
 };
+use crate::ui::HydrationMarker;
 
 /// The HTML document the server renders around [`App`].
 pub fn shell(options: LeptosOptions) -> impl IntoView {
@@ -33,7 +34,7 @@ pub fn shell(options: LeptosOptions) -> impl IntoView {
                 <meta name="viewport" content="width=device-width, initial-scale=1"/>
                 <meta name="color-scheme" content="light"/>
                 <AutoReload options=options.clone()/>
-                <HydrationScripts options/>
+                <HydrationScripts options islands=true/>
                 <MetaTags/>
             </head>
             <body>
@@ -48,20 +49,13 @@ pub fn shell(options: LeptosOptions) -> impl IntoView {
 pub fn App() -> impl IntoView {
     provide_meta_context();
 
-    // Effects run only in the browser, so this attribute appears exactly when hydration
-    // has finished: tests wait for it instead of guessing.
-    Effect::new(move |_| {
-        if let Some(body) = document().body() {
-            let _ = body.set_attribute("data-hydrated", "true");
-        }
-    });
-
     view! {
         <Stylesheet id="leptos" href="/pkg/qentrah-connect.css"/>
         <Link rel="icon" type_="image/svg+xml" href="/favicon.svg"/>
         <Title formatter=|title: String| {
             if title.is_empty() { "Qentrah Connect".to_string() } else { format!("{title} · Qentrah Connect") }
         }/>
+        <HydrationMarker/>
         <Router>
             <a class="skip-link" href="#main">"Skip to content"</a>
             <SiteHeader/>

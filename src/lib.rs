@@ -1,4 +1,4 @@
-//! Qentrah Connect: a Leptos app (server-rendered, hydrated in the browser) that connects a
+//! Qentrah Connect: a Leptos app (server-rendered, its interactive islands hydrated in the browser) that connects a
 //! partner product to a customer's Qentrah Workspace. The server alone holds OAuth tokens; the
 //! browser only ever sees view models.
 //!
@@ -18,10 +18,11 @@ pub mod ui;
 #[cfg(feature = "ssr")]
 pub mod server;
 
-/// Browser entry point: hydrates the server-rendered page.
+/// Browser entry point: hydrates the interactive islands of the server-rendered page (the rest
+/// of the page is plain HTML and needs no code in the browser).
 #[cfg(feature = "hydrate")]
 #[wasm_bindgen::prelude::wasm_bindgen]
 pub fn hydrate() {
     console_error_panic_hook::set_once();
-    leptos::mount::hydrate_body(app::App);
+    leptos::mount::hydrate_islands();
 }

@@ -1,5 +1,6 @@
-//! Components and pages: isomorphic, rendered on the server and hydrated in the browser.
-//! Nothing here may import `crate::server`: whatever a page shows reaches it as a view model.
+//! Components and pages: rendered on the server; the few interactive ones are islands
+//! (`#[island]`), the only code the browser runs. Nothing here may import `crate::server`:
+//! whatever a page shows reaches it as a view model.
 
 /// Dates and scope descriptions.
 pub mod format;
@@ -14,8 +15,19 @@ pub mod states;
 
 use leptos::prelude::*;
 
-/// `false` on the server and during hydration, `true` once the page is interactive: controls
-/// that need JavaScript stay hidden until they can respond.
+/// Marks `<body data-hydrated="true">` once the islands are hydrated. Effects run only in the
+/// browser, so the attribute appears exactly then: tests wait for it instead of guessing.
+#[island]
+pub fn HydrationMarker() -> impl IntoView {
+    Effect::new(move |_| {
+        if let Some(body) = document().body() {
+            let _ = body.set_attribute("data-hydrated", "true");
+        }
+    });
+}
+
+/// Inside an island: `false` on the server and during hydration, `true` once it is interactive:
+/// controls that need JavaScript stay hidden until they can respond.
 pub fn use_hydrated() -> ReadSignal<bool> {
     let (hydrated, set_hydrated) = signal(false);
     // Effects run only in the browser, after hydration.

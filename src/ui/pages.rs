@@ -31,10 +31,6 @@ fn Loading(what: &'static str) -> impl IntoView {
 /// Home: what the product does, and the connection (authorize, or the organization's name).
 #[component]
 pub fn HomePage() -> impl IntoView {
-    // Open on the server, so the steps are readable without JavaScript; the toggle appears
-    // only once hydrated, because before that it could not respond.
-    let (steps_open, set_steps_open) = signal(true);
-    let hydrated = use_hydrated();
     let organization = Resource::new(|| (), |_| organization_overview());
 
     view! {
@@ -72,6 +68,18 @@ pub fn HomePage() -> impl IntoView {
             </Suspense>
         </section>
 
+        <HowItWorks/>
+    }
+}
+
+/// The steps of connecting, with a toggle once JavaScript runs (an island).
+#[island]
+fn HowItWorks() -> impl IntoView {
+    // Open on the server, so the steps are readable without JavaScript; the toggle appears
+    // only once hydrated, because before that it could not respond.
+    let (steps_open, set_steps_open) = signal(true);
+    let hydrated = use_hydrated();
+    view! {
         <section class="card" aria-labelledby="how-title">
             <div class="card__header">
                 <h2 id="how-title">"How connecting works"</h2>
@@ -147,16 +155,31 @@ pub fn OrganizationPage() -> impl IntoView {
     }
 }
 
+/// The list's filter and order from the address (`?q=…&sort=…`), for [`RecordTable`].
+fn list_query() -> (String, String) {
+    let query = use_query_map();
+    query.with_untracked(|q| {
+        (
+            q.get("q").unwrap_or_default(),
+            q.get("sort").unwrap_or_default(),
+        )
+    })
+}
+
 /// `/clients`.
 #[component]
 pub fn ClientsPage() -> impl IntoView {
     let data = Resource::new(|| (), |_| list_clients());
+    let (filter, sort) = list_query();
     view! {
         <Title text="Clients"/>
         <h1>"Clients"</h1>
         <Transition fallback=|| view! { <Loading what="clients"/> }>
             {move || data.get().map(|result| match result {
-                Ok(records) => view! { <RecordTable records noun="client" detail_heading="E-mail"/> }.into_any(),
+                Ok(records) => view! {
+                    <RecordTable records noun="client".into() detail_heading="E-mail".into()
+                        filter=filter.clone() sort=sort.clone()/>
+                }.into_any(),
                 Err(error) => view! { <ErrorScreen error/> }.into_any(),
             })}
         </Transition>
@@ -167,12 +190,16 @@ pub fn ClientsPage() -> impl IntoView {
 #[component]
 pub fn PropertiesPage() -> impl IntoView {
     let data = Resource::new(|| (), |_| list_properties());
+    let (filter, sort) = list_query();
     view! {
         <Title text="Properties"/>
         <h1>"Properties"</h1>
         <Transition fallback=|| view! { <Loading what="properties"/> }>
             {move || data.get().map(|result| match result {
-                Ok(records) => view! { <RecordTable records noun="property" detail_heading="Kind"/> }.into_any(),
+                Ok(records) => view! {
+                    <RecordTable records noun="property".into() detail_heading="Kind".into()
+                        filter=filter.clone() sort=sort.clone()/>
+                }.into_any(),
                 Err(error) => view! { <ErrorScreen error/> }.into_any(),
             })}
         </Transition>

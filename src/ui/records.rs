@@ -2,7 +2,6 @@
 //! through a plain GET form (`?q=…&sort=…`) without JavaScript.
 
 use leptos::prelude::*;
-use leptos_router::hooks::use_query_map;
 
 use crate::domain::RecordView;
 
@@ -66,21 +65,22 @@ pub fn filter_and_sort(records: &[RecordView], filter: &str, order: SortOrder) -
     out
 }
 
-/// A filterable, sortable table of records.
-#[component]
+/// A filterable, sortable table of records: an island, so its props (the records, already
+/// shown in the HTML) travel to the browser with it and filtering needs no server round trip.
+#[island]
 pub fn RecordTable(
     records: Vec<RecordView>,
     /// "client" or "property": used in labels.
-    noun: &'static str,
+    noun: String,
     /// The column heading for `detail`.
-    detail_heading: &'static str,
+    detail_heading: String,
+    /// The filter from the address (`?q=`), applied on the server too.
+    filter: String,
+    /// The order from the address (`?sort=`).
+    sort: String,
 ) -> impl IntoView {
-    let query = use_query_map();
-    let initial_filter = query.with_untracked(|q| q.get("q").unwrap_or_default());
-    let initial_sort =
-        query.with_untracked(|q| SortOrder::parse(&q.get("sort").unwrap_or_default()));
-    let (filter, set_filter) = signal(initial_filter.clone());
-    let (sort, set_sort) = signal(initial_sort);
+    let (filter, set_filter) = signal(filter);
+    let (sort, set_sort) = signal(SortOrder::parse(&sort));
     let total = records.len();
     let records = StoredValue::new(records);
     let shown = Memo::new(move |_| {
