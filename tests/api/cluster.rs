@@ -4,7 +4,6 @@
 //! `REQUIRE_POSTGRES=1` (CI), which makes that a failure.
 
 use std::net::SocketAddr;
-use std::process::Stdio;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, SystemTime};
@@ -13,10 +12,10 @@ use qentrah_connect::server::clock::ManualClock;
 use qentrah_dev_workspace::{DevWorkspaceConfig, Endpoint};
 use serde_json::json;
 use tokio::net::{TcpListener, TcpStream};
-use tokio::process::{Child, Command};
 
 use crate::harness::{
-    app_config, location, start_instance, Options, TestApp, TestDatabase, TEST_SESSION_SECRET,
+    app_config, location, start_binary, start_instance, Options, TestApp, TestDatabase,
+    TEST_SESSION_SECRET,
 };
 
 /// Round-robin over the instances, one TCP connection at a time, skipping an instance that
@@ -287,36 +286,6 @@ async fn wait_for(condition: impl Fn() -> bool) {
         tokio::time::sleep(Duration::from_millis(10)).await;
     }
     panic!("condition not reached in 5 s");
-}
-
-/// The shipped binary as one more instance of `app`'s cluster.
-async fn start_binary(app: &TestApp, addr: SocketAddr) -> Child {
-    let child = Command::new(env!("CARGO_BIN_EXE_qentrah-connect"))
-        .env_clear()
-        .env("PATH", std::env::var("PATH").unwrap_or_default())
-        .env("QENTRAH_WORKSPACE_API_URL", &app.ws.base_url)
-        .env("QENTRAH_CLIENT_ID", qentrah_dev_workspace::PUBLIC_CLIENT_ID)
-        .env("PARTNER_APP_URL", &app.origin)
-        .env("SESSION_SECRET", TEST_SESSION_SECRET)
-        .env("DATABASE_URL", &app.database.url)
-        .env("LEPTOS_SITE_ADDR", addr.to_string())
-        .env("RUST_LOG", "warn")
-        .current_dir(env!("CARGO_MANIFEST_DIR"))
-        .stdout(Stdio::null())
-        .stderr(Stdio::inherit())
-        .kill_on_drop(true)
-        .spawn()
-        .unwrap();
-    let probe = reqwest::Client::new();
-    for _ in 0..200 {
-        if let Ok(response) = probe.get(format!("http://{addr}/readyz")).send().await {
-            if response.status() == 200 {
-                return child;
-            }
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-    panic!("the binary did not become ready");
 }
 
 /// The refresh lock is bounded: a refresh that waits longer than the bound for another

@@ -1,47 +1,12 @@
 //! The real binary, killed with SIGKILL in the middle of traffic and restarted on the same
 //! database, keeps every connection and session.
 
-use std::process::Stdio;
 use std::time::Duration;
 
 use qentrah_dev_workspace::{DevWorkspaceConfig, Endpoint};
-use tokio::process::{Child, Command};
+use tokio::process::Command;
 
-use crate::harness::{TestApp, TestDatabase, TEST_SESSION_SECRET};
-
-async fn start_binary(app: &TestApp) -> Child {
-    let child = Command::new(env!("CARGO_BIN_EXE_qentrah-connect"))
-        .env_clear()
-        .env("PATH", std::env::var("PATH").unwrap_or_default())
-        .env("QENTRAH_WORKSPACE_API_URL", &app.ws.base_url)
-        .env("QENTRAH_CLIENT_ID", qentrah_dev_workspace::PUBLIC_CLIENT_ID)
-        .env("PARTNER_APP_URL", &app.origin)
-        .env("SESSION_SECRET", TEST_SESSION_SECRET)
-        .env("DATABASE_URL", &app.database.url)
-        .env("LEPTOS_SITE_ADDR", app.addr.to_string())
-        .env("RUST_LOG", "warn")
-        // Leptos.toml lives at the project root.
-        .current_dir(env!("CARGO_MANIFEST_DIR"))
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .kill_on_drop(true)
-        .spawn()
-        .unwrap();
-    let probe = reqwest::Client::new();
-    for _ in 0..200 {
-        if let Ok(response) = probe
-            .get(format!("http://{}/healthz", app.addr))
-            .send()
-            .await
-        {
-            if response.status() == 200 {
-                return child;
-            }
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-    panic!("the binary did not become healthy");
-}
+use crate::harness::{start_binary, TestApp, TestDatabase};
 
 /// The binary's `TestApp`: the dev Workspace in-process, a free port, a fresh database.
 async fn binary_app() -> TestApp {
@@ -61,7 +26,7 @@ async fn binary_app() -> TestApp {
 #[tokio::test]
 async fn sigterm_drains_in_flight_requests_then_exits_cleanly() {
     let app = binary_app().await;
-    let mut child = start_binary(&app).await;
+    let mut child = start_binary(&app, app.addr).await;
     app.connect(&app.client, "org_acme").await;
     app.ws
         .control
@@ -116,14 +81,20 @@ async fn sigterm_drains_in_flight_requests_then_exits_cleanly() {
 async fn sigkill_mid_traffic_loses_no_connection_or_session() {
     let app = binary_app().await;
 
-    let mut child = start_binary(&app).await;
+    let mut child = start_binary(&app, app.addr).await;
     app.connect(&app.client, "org_acme").await;
     let other = app.new_browser();
     app.connect(&other, "org_harbor").await;
     assert_eq!(app.server_fn(&app.client, "clients").await.0, 200);
 
-    // Traffic in flight (reads, and a refresh that writes), then SIGKILL.
+    // Traffic in flight (reads, and a refresh waiting at the Workspace), then SIGKILL. The kill
+    // lands while the token call is in flight, so the Workspace drops it unprocessed. (Killed a
+    // moment later, after the Workspace rotated the refresh token but before the app stored the
+    // new one, no client could keep the connection: the README's production section says so.)
     app.ws.control.expire_access_tokens("org_acme");
+    app.ws
+        .control
+        .set_latency(Endpoint::Token, Duration::from_millis(500));
     // Requests cut off by the kill fail on the client side; only what survives matters.
     let traffic = (0..20).map(|_| {
         app.client
@@ -132,13 +103,24 @@ async fn sigkill_mid_traffic_loses_no_connection_or_session() {
             .send()
     });
     let kill = async {
-        tokio::time::sleep(Duration::from_millis(30)).await;
+        for _ in 0..500 {
+            if app.ws.control.in_flight(Endpoint::Token) > 0 {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+        assert_eq!(
+            app.ws.control.in_flight(Endpoint::Token),
+            1,
+            "a refresh in flight"
+        );
         child.start_kill().unwrap(); // SIGKILL on Unix
     };
     let (_, _) = tokio::join!(futures::future::join_all(traffic), kill);
     child.wait().await.unwrap();
+    app.ws.control.set_latency(Endpoint::Token, Duration::ZERO);
 
-    let _restarted = start_binary(&app).await;
+    let _restarted = start_binary(&app, app.addr).await;
     let (status, mine) = app.server_fn(&app.client, "connection_status").await;
     assert_eq!(
         (status, mine["organization_id"].as_str()),

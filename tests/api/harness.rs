@@ -50,21 +50,10 @@ pub async fn spawn_app_with(options: Options) -> TestApp {
         .await
         .unwrap();
     let database = TestDatabase::for_suite().await;
-    // The app's clock starts at the real time (the Workspace uses the real time too) and moves
-    // only when a test moves it.
-    #[allow(clippy::disallowed_methods)]
-    let clock = ManualClock::new(SystemTime::now());
-    let config = app_config(&ws, &origin, &database.url, &options);
-    start_instance(config, &clock, listener).await;
-
-    TestApp {
-        client: browser(addr),
-        origin,
-        addr,
-        clock,
-        ws,
-        database,
-    }
+    let app = TestApp::external(origin, addr, ws, database);
+    let config = app_config(&app.ws, &app.origin, &app.database.url, &options);
+    start_instance(config, &app.clock, listener).await;
+    app
 }
 
 /// The app's configuration for tests: `origin` is PARTNER_APP_URL (the app itself, or the load
@@ -114,6 +103,38 @@ pub async fn start_instance(config: AppConfig, clock: &ManualClock, listener: Tc
     tokio::spawn(app.serve(std::future::pending()));
 }
 
+/// The shipped binary, serving `app` (its Workspace, origin and database) on `addr`; returns
+/// once it is ready. Killed when dropped.
+pub async fn start_binary(app: &TestApp, addr: SocketAddr) -> tokio::process::Child {
+    let child = tokio::process::Command::new(env!("CARGO_BIN_EXE_qentrah-connect"))
+        .env_clear()
+        .env("PATH", std::env::var("PATH").unwrap_or_default())
+        .env("QENTRAH_WORKSPACE_API_URL", &app.ws.base_url)
+        .env("QENTRAH_CLIENT_ID", qentrah_dev_workspace::PUBLIC_CLIENT_ID)
+        .env("PARTNER_APP_URL", &app.origin)
+        .env("SESSION_SECRET", TEST_SESSION_SECRET)
+        .env("DATABASE_URL", &app.database.url)
+        .env("LEPTOS_SITE_ADDR", addr.to_string())
+        .env("RUST_LOG", "warn")
+        // Leptos.toml lives at the project root.
+        .current_dir(env!("CARGO_MANIFEST_DIR"))
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::inherit())
+        .kill_on_drop(true)
+        .spawn()
+        .unwrap();
+    let probe = reqwest::Client::new();
+    for _ in 0..200 {
+        if let Ok(response) = probe.get(format!("http://{addr}/readyz")).send().await {
+            if response.status() == 200 {
+                return child;
+            }
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    panic!("the binary did not become ready");
+}
+
 /// A new browser (its own cookie jar) for this app.
 pub fn browser(addr: SocketAddr) -> reqwest::Client {
     reqwest::Client::builder()
@@ -137,7 +158,9 @@ pub fn location(response: &reqwest::Response) -> String {
 }
 
 impl TestApp {
-    /// A `TestApp` for an app running elsewhere (the real binary in its own process).
+    /// A `TestApp` for an app on `addr` (in this process or the real binary in its own). Its
+    /// clock starts at the real time (the Workspace uses the real time too) and moves only when
+    /// a test moves it.
     pub fn external(
         origin: String,
         addr: SocketAddr,
