@@ -334,6 +334,21 @@ impl ConnectionStore {
         Ok(self.row(key).await?.map(|row| row.info(key)))
     }
 
+    /// The connection's facts and its access token: what a request needs. The refresh token
+    /// stays sealed; it is decrypted only under a refresh lease or to revoke it, so its
+    /// plaintext is in memory only while it is used.
+    pub async fn access(
+        &self,
+        key: &ConnectionKey,
+    ) -> Result<Option<(ConnectionInfo, AccessToken)>, VaultError> {
+        let Some(row) = self.row(key).await? else {
+            return Ok(None);
+        };
+        let info = row.info(key);
+        let token = self.open(key, "access_token", &row.key_id, row.access_token)?;
+        Ok(Some((info, AccessToken::new(token))))
+    }
+
     /// The connection with its tokens decrypted.
     #[tracing::instrument(skip_all, fields(org = %key.organization_id))]
     pub async fn load(&self, key: &ConnectionKey) -> Result<Option<Connection>, VaultError> {
@@ -457,6 +472,8 @@ mod tests {
             .unwrap();
         let conn = store.load(&key("org_a")).await.unwrap().unwrap();
         assert_eq!(conn.access_token.expose(), "qat_plain_a");
+        let (info, access) = store.access(&key("org_a")).await.unwrap().unwrap();
+        assert_eq!((info, access.expose()), (conn.info.clone(), "qat_plain_a"));
         assert_eq!(conn.refresh_token.unwrap().expose(), "qrt_plain_a");
         assert_eq!(conn.info.scopes, vec!["client:read".to_owned()]);
         assert_eq!(conn.info.access_expires_at, now + Duration::from_secs(3600));

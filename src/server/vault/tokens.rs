@@ -120,21 +120,21 @@ impl TokenManager {
     /// A token that will still be valid for at least [`REFRESH_MARGIN`].
     #[tracing::instrument(skip_all, fields(org = %key.organization_id))]
     pub async fn access_token(&self, key: &ConnectionKey) -> Result<LeasedToken, TokenError> {
-        let connection = self
+        let (info, token) = self
             .store
-            .load(key)
+            .access(key)
             .await?
             .ok_or(TokenError::NotConnected)?;
-        if connection.info.state == ConnectionState::ReconnectRequired {
+        if info.state == ConnectionState::ReconnectRequired {
             return Err(TokenError::ReconnectRequired);
         }
-        if self.clock.now() + REFRESH_MARGIN < connection.info.access_expires_at {
+        if self.clock.now() + REFRESH_MARGIN < info.access_expires_at {
             return Ok(LeasedToken {
-                token: connection.access_token,
-                generation: connection.info.generation,
+                token,
+                generation: info.generation,
             });
         }
-        self.refresh(key, connection.info.generation, false).await
+        self.refresh(key, info.generation, false).await
     }
 
     /// The Workspace refused the token from `stale_generation` (401): refresh once, unless
@@ -309,17 +309,17 @@ impl TokenManager {
 
     /// What the vault holds now, if it is usable.
     async fn current_active(&self, key: &ConnectionKey) -> Result<LeasedToken, TokenError> {
-        let current = self
+        let (info, token) = self
             .store
-            .load(key)
+            .access(key)
             .await?
             .ok_or(TokenError::NotConnected)?;
-        if current.info.state == ConnectionState::ReconnectRequired {
+        if info.state == ConnectionState::ReconnectRequired {
             return Err(TokenError::ReconnectRequired);
         }
         Ok(LeasedToken {
-            token: current.access_token,
-            generation: current.info.generation,
+            token,
+            generation: info.generation,
         })
     }
 }
