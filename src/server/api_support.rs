@@ -78,8 +78,21 @@ impl From<WorkspaceError> for AppError {
                 tracing::error!("the Workspace refused our client registration");
                 AppError::Retry
             }
-            WorkspaceError::Vault(error) => AppError::internal("token vault", &error),
+            WorkspaceError::Vault(error) => vault_failure("token vault", &error),
         }
+    }
+}
+
+/// A vault failure for the browser: a database that is busy or unreachable for a moment (every
+/// pooled connection taken, a dropped connection) is worth a retry (503); anything else is ours.
+fn vault_failure(context: &str, error: &crate::server::vault::VaultError) -> AppError {
+    use crate::server::vault::VaultError;
+    match error {
+        VaultError::Database(sqlx::Error::PoolTimedOut | sqlx::Error::Io(_)) | VaultError::Busy => {
+            tracing::warn!(%error, "{context}: the database is busy or unreachable");
+            AppError::Retry
+        }
+        _ => AppError::internal(context, error),
     }
 }
 
@@ -89,7 +102,7 @@ impl AppState {
             .vault
             .info(key)
             .await
-            .map_err(|e| AppError::internal("reading the vault", &e))?
+            .map_err(|e| vault_failure("reading the vault", &e))?
             .ok_or(AppError::NotConnected)?;
         Ok(ConnectionView {
             organization_id: info.key.organization_id.clone(),

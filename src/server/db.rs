@@ -119,11 +119,21 @@ async fn connect_sqlite(url: &str, file: Option<&std::path::Path>) -> Result<Db,
 }
 
 /// Applies the migrations not yet applied. On PostgreSQL, sqlx takes an advisory lock for the
-/// duration, so instances starting together migrate one after the other.
+/// duration, so instances starting together migrate one after the other. Migrations newer than
+/// this binary knows are allowed (they only add): during a rolling deploy, or a rollback, an
+/// older instance must still start on a database a newer one has migrated.
 pub async fn migrate(db: &Db) -> Result<(), DbError> {
     match db {
-        Db::Sqlite(pool) => SQLITE_MIGRATOR.run(pool).await,
-        Db::Postgres(pool) => POSTGRES_MIGRATOR.run(pool).await,
+        Db::Sqlite(pool) => {
+            let mut migrator = sqlx::migrate!("./migrations/sqlite");
+            migrator.set_ignore_missing(true);
+            migrator.run(pool).await
+        }
+        Db::Postgres(pool) => {
+            let mut migrator = sqlx::migrate!("./migrations/postgres");
+            migrator.set_ignore_missing(true);
+            migrator.run(pool).await
+        }
     }
     .map_err(DbError::Migrate)
 }
@@ -194,6 +204,27 @@ mod tests {
         };
         assert_eq!(list(&SQLITE_MIGRATOR), list(&POSTGRES_MIGRATOR));
         assert!(!list(&SQLITE_MIGRATOR).is_empty());
+    }
+
+    /// An older instance restarting on a database a newer one has migrated (a rolling deploy,
+    /// a rollback) still starts.
+    #[tokio::test]
+    async fn a_database_migrated_further_by_a_newer_binary_still_opens() {
+        let dir = tempfile::tempdir().unwrap();
+        let url = format!("sqlite://{}", dir.path().join("app.db").display());
+        let db = connect(&DatabaseUrl::parse(&url).unwrap()).await.unwrap();
+        let Db::Sqlite(pool) = &db else {
+            panic!("not sqlite")
+        };
+        sqlx::query(
+            "INSERT INTO _sqlx_migrations (version, description, success, checksum, \
+             execution_time) VALUES (29991231000000, 'from the future', TRUE, X'00', 0)",
+        )
+        .execute(pool)
+        .await
+        .unwrap();
+        db.close().await;
+        connect(&DatabaseUrl::parse(&url).unwrap()).await.unwrap();
     }
 
     #[tokio::test]

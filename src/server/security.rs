@@ -173,18 +173,31 @@ pub fn client_address(peer: IpAddr, headers: &HeaderMap, trusted_hops: u8) -> Ip
     if trusted_hops == 0 {
         return peer;
     }
-    let entries: Vec<&str> = headers
+    // An unreadable line would shift the count from the right: trust none of it then.
+    let Ok(lines) = headers
         .get_all("x-forwarded-for")
         .iter()
-        .filter_map(|value| value.to_str().ok())
-        .flat_map(|value| value.split(','))
+        .map(|value| value.to_str())
+        .collect::<Result<Vec<&str>, _>>()
+    else {
+        return peer;
+    };
+    let entries: Vec<&str> = lines
+        .iter()
+        .flat_map(|line| line.split(','))
         .map(str::trim)
         .collect();
     entries
         .len()
         .checked_sub(usize::from(trusted_hops))
         .and_then(|index| entries.get(index))
-        .and_then(|entry| entry.parse::<IpAddr>().ok())
+        .and_then(|entry| {
+            // Some proxies write the port too: `203.0.113.7:51234`, `[2001:db8::1]:443`.
+            entry
+                .parse::<IpAddr>()
+                .ok()
+                .or_else(|| entry.parse::<SocketAddr>().ok().map(|a| a.ip()))
+        })
         .unwrap_or(peer)
 }
 
@@ -337,6 +350,21 @@ mod tests {
         assert_eq!(
             client_address(peer, &with(&["2001:db8::1"]), 1),
             "2001:db8::1".parse::<IpAddr>().unwrap()
+        );
+        assert_eq!(
+            client_address(peer, &with(&["6.6.6.6, 203.0.113.7:51234"]), 1),
+            "203.0.113.7".parse::<IpAddr>().unwrap(),
+            "with a port"
+        );
+        let mut unreadable = with(&["203.0.113.7"]);
+        unreadable.append(
+            "x-forwarded-for",
+            HeaderValue::from_bytes(b"\xff\xfe").unwrap(),
+        );
+        assert_eq!(
+            client_address(peer, &unreadable, 1),
+            peer,
+            "unreadable line"
         );
     }
 

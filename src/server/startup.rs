@@ -116,6 +116,8 @@ impl Application {
         shutdown: impl std::future::Future<Output = ()> + Send + 'static,
     ) -> Result<(), StartupError> {
         let db = self.state.db.clone();
+        let tokens = self.state.workspace.tokens().clone();
+        let drain_limit = self.state.config.http_timeout + std::time::Duration::from_secs(5);
         // Peer addresses feed the per-address rate limit on the OAuth routes. On shutdown the
         // listener closes at once (a load balancer's next probe fails and it stops sending) and
         // requests in flight run to the end; every Workspace call in them is bounded by the
@@ -128,6 +130,10 @@ impl Application {
         .with_graceful_shutdown(shutdown)
         .await
         .map_err(StartupError::Serve);
+        // Refreshes run detached from their requests; let the last ones store their tokens.
+        if !tokens.drain(drain_limit).await {
+            tracing::warn!("a token refresh was still running at shutdown");
+        }
         // Then the database sessions end cleanly rather than by the process going away.
         db.close().await;
         served

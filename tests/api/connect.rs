@@ -429,3 +429,58 @@ async fn database_holds_no_token_plaintext_after_a_full_flow() {
     }
     assert!(!raw.contains("qat_") && !raw.contains("qrt_") && !raw.contains("qac_"));
 }
+
+/// A refresh is not cancelled with the work that started it: here the dashboard's `clients`
+/// call gets a 401 and refreshes, while its sibling `properties` call fails at once and ends the
+/// dashboard. Cut off between the token call and storing the result, a refresh would lose the
+/// rotated refresh token; it runs on, is stored, and the next request uses it.
+#[tokio::test]
+async fn a_refresh_outlives_the_request_that_started_it() {
+    let app = spawn_app().await;
+    app.connect(&app.client, "org_acme").await;
+    app.ws
+        .control
+        .set_latency(Endpoint::Token, Duration::from_millis(400));
+    let before = app.ws.control.counters().refresh_grants;
+    app.ws.control.fail_next(
+        Endpoint::Clients,
+        1,
+        Failure {
+            status: 401,
+            body: Some(r#"{"error":{"code":"connection_expired","message":"expired"}}"#.into()),
+            content_type: None,
+            headers: Default::default(),
+        },
+    );
+    app.ws.control.fail_next(
+        Endpoint::Properties,
+        1,
+        Failure {
+            status: 503,
+            body: None,
+            content_type: None,
+            headers: Default::default(),
+        },
+    );
+
+    let (status, _) = app.server_fn(&app.client, "dashboard").await;
+    assert_eq!(status, 503, "the dashboard ended with its failed sibling");
+    for _ in 0..300 {
+        if app.ws.control.counters().refresh_grants > before {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    assert_eq!(app.ws.control.counters().refresh_grants, before + 1);
+
+    app.ws.control.set_latency(Endpoint::Token, Duration::ZERO);
+    let (status, body) = app.server_fn(&app.client, "dashboard").await;
+    assert_eq!(status, 200, "{body}");
+    let counters = app.ws.control.counters();
+    assert_eq!(
+        counters.refresh_grants,
+        before + 1,
+        "its result was stored and used"
+    );
+    assert_eq!(counters.token_errors, 0);
+}

@@ -37,6 +37,9 @@ pub enum TokenError {
     /// Another instance's refresh of this connection outlasted the lock's bound.
     #[error("another refresh of this connection is still running")]
     Busy,
+    /// The refresh task ended without an answer (the runtime is shutting down).
+    #[error("the refresh was interrupted")]
+    Interrupted,
     #[error(transparent)]
     Vault(VaultError),
 }
@@ -64,6 +67,43 @@ const JUST_REFRESHED_WINDOW: Duration = Duration::from_secs(2);
 /// around the call.
 const LOCK_MARGIN: Duration = Duration::from_secs(5);
 
+/// Refreshes that may hold a database lease at once in this instance. On PostgreSQL a lease
+/// holds a pooled connection for the whole token call; this keeps most of the pool for the
+/// requests that only read, however slow the token endpoint gets.
+const MAX_CONCURRENT_LEASES: usize = 4;
+
+/// Refreshes running now (they run detached from the requests that started them); shutdown
+/// waits for them.
+#[derive(Debug, Default)]
+struct RunningRefreshes {
+    count: std::sync::atomic::AtomicUsize,
+    idle: tokio::sync::Notify,
+}
+
+struct RunningGuard(Arc<RunningRefreshes>);
+
+impl RunningGuard {
+    fn enter(running: &Arc<RunningRefreshes>) -> Self {
+        running
+            .count
+            .fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+        Self(running.clone())
+    }
+}
+
+impl Drop for RunningGuard {
+    fn drop(&mut self) {
+        if self
+            .0
+            .count
+            .fetch_sub(1, std::sync::atomic::Ordering::SeqCst)
+            == 1
+        {
+            self.0.idle.notify_waiters();
+        }
+    }
+}
+
 /// Hands out access tokens, refreshing them single-flight.
 #[derive(Clone)]
 pub struct TokenManager {
@@ -74,9 +114,19 @@ pub struct TokenManager {
     /// timeout plus a margin for the database round trips.
     lock_bound: Duration,
     locks: Arc<Mutex<HashMap<ConnectionKey, Arc<tokio::sync::Mutex<()>>>>>,
-    /// The token a refresh just produced, with when: the requests that waited on the lock take
-    /// it from here instead of each re-reading and decrypting the row in turn.
-    just_refreshed: Arc<Mutex<HashMap<ConnectionKey, (LeasedToken, std::time::Instant)>>>,
+    /// The token a refresh just produced, the generation it refreshed, and when: the requests
+    /// that waited on the lock having seen that generation take it from here instead of each
+    /// re-reading and decrypting the row in turn.
+    just_refreshed: Arc<Mutex<HashMap<ConnectionKey, JustRefreshed>>>,
+    leases: Arc<tokio::sync::Semaphore>,
+    running: Arc<RunningRefreshes>,
+}
+
+#[derive(Clone)]
+struct JustRefreshed {
+    leased: LeasedToken,
+    from_generation: i64,
+    at: std::time::Instant,
 }
 
 impl std::fmt::Debug for TokenManager {
@@ -101,6 +151,24 @@ impl TokenManager {
             lock_bound: token_call_timeout + LOCK_MARGIN,
             locks: Arc::default(),
             just_refreshed: Arc::default(),
+            leases: Arc::new(tokio::sync::Semaphore::new(MAX_CONCURRENT_LEASES)),
+            running: Arc::default(),
+        }
+    }
+
+    /// Waits (at most `limit`) for the refreshes still running to finish: at shutdown, after
+    /// the last request, so that none is cut off between the token call and storing its result.
+    pub async fn drain(&self, limit: Duration) -> bool {
+        let deadline = tokio::time::Instant::now() + limit;
+        loop {
+            // Created before the check, so a refresh ending in between still wakes us.
+            let idle = self.running.idle.notified();
+            if self.running.count.load(std::sync::atomic::Ordering::SeqCst) == 0 {
+                return true;
+            }
+            if tokio::time::timeout_at(deadline, idle).await.is_err() {
+                return false;
+            }
         }
     }
 
@@ -156,6 +224,7 @@ impl TokenManager {
             .remove(key);
     }
 
+    /// The token a refresh of exactly the generation this request saw produced, if recent.
     fn take_just_refreshed(
         &self,
         key: &ConnectionKey,
@@ -165,22 +234,49 @@ impl TokenManager {
             .just_refreshed
             .lock()
             .unwrap_or_else(PoisonError::into_inner);
-        let (leased, at) = recent.get(key)?;
-        if at.elapsed() > JUST_REFRESHED_WINDOW {
+        let entry = recent.get(key)?;
+        if entry.at.elapsed() > JUST_REFRESHED_WINDOW {
             recent.remove(key);
             return None;
         }
-        (leased.generation != seen_generation).then(|| leased.clone())
+        (entry.from_generation == seen_generation).then(|| entry.leased.clone())
     }
 
-    fn remember_refreshed(&self, key: &ConnectionKey, leased: &LeasedToken) {
+    fn remember_refreshed(&self, key: &ConnectionKey, leased: &LeasedToken, from_generation: i64) {
         self.just_refreshed
             .lock()
             .unwrap_or_else(PoisonError::into_inner)
-            .insert(key.clone(), (leased.clone(), std::time::Instant::now()));
+            .insert(
+                key.clone(),
+                JustRefreshed {
+                    leased: leased.clone(),
+                    from_generation,
+                    at: std::time::Instant::now(),
+                },
+            );
     }
 
+    /// Refreshes in a task of its own and waits for it. The request may go away meanwhile (a
+    /// closed browser, a sibling call's failure cancelling a join); the refresh must not: cut
+    /// off between the token call and storing its result, it would lose the rotated refresh
+    /// token, and the old one is then a reused one (RFC 9700 §4.14.2).
     async fn refresh(
+        &self,
+        key: &ConnectionKey,
+        seen_generation: i64,
+        rejected: bool,
+    ) -> Result<LeasedToken, TokenError> {
+        let this = self.clone();
+        let key = key.clone();
+        let running = RunningGuard::enter(&self.running);
+        let task = tokio::spawn(async move {
+            let _running = running;
+            this.refresh_detached(&key, seen_generation, rejected).await
+        });
+        task.await.unwrap_or(Err(TokenError::Interrupted))
+    }
+
+    async fn refresh_detached(
         &self,
         key: &ConnectionKey,
         seen_generation: i64,
@@ -190,11 +286,15 @@ impl TokenManager {
         let lock = self.lock_for(key);
         let _guard = lock.lock().await;
 
-        // A refresh finished while we waited: its token is newer than the one we saw.
+        // A refresh of the generation we saw finished while we waited: use its token.
         if let Some(leased) = self.take_just_refreshed(key, seen_generation) {
             return Ok(leased);
         }
 
+        let _permit = tokio::time::timeout(self.lock_bound, self.leases.acquire())
+            .await
+            .map_err(|_| TokenError::Busy)?
+            .map_err(|_| TokenError::Interrupted)?;
         // Instances queue here; the row is re-read under the lease, since whoever held it
         // before us (here or in another instance) may have refreshed already.
         let (mut lease, connection) = self.store.lease_for_refresh(key, self.lock_bound).await?;
@@ -203,10 +303,10 @@ impl TokenManager {
             .await;
         // Released on every path; a failed refresh wrote nothing, so its commit is a no-op.
         lease.release().await?;
-        let (leased, refreshed_here) = result?;
+        let (leased, refreshed_from) = result?;
         // Only once the rotated tokens are committed may the queue behind us use them.
-        if refreshed_here {
-            self.remember_refreshed(key, &leased);
+        if let Some(from_generation) = refreshed_from {
+            self.remember_refreshed(key, &leased, from_generation);
         }
         Ok(leased)
     }
@@ -218,7 +318,7 @@ impl TokenManager {
         connection: Option<super::Connection>,
         seen_generation: i64,
         rejected: bool,
-    ) -> Result<(LeasedToken, bool), TokenError> {
+    ) -> Result<(LeasedToken, Option<i64>), TokenError> {
         let connection = connection.ok_or(TokenError::NotConnected)?;
         if connection.info.state == ConnectionState::ReconnectRequired {
             return Err(TokenError::ReconnectRequired);
@@ -234,13 +334,13 @@ impl TokenManager {
                 token: connection.access_token,
                 generation,
             };
-            return Ok((leased, false));
+            return Ok((leased, None));
         }
         let Some(refresh_token) = connection.refresh_token.clone() else {
             return self
                 .give_up_or_take_newer(lease, key, generation, "no refresh token")
                 .await
-                .map(|leased| (leased, false));
+                .map(|leased| (leased, None));
         };
 
         match self.oauth.refresh(&refresh_token).await {
@@ -257,22 +357,22 @@ impl TokenManager {
                         self.clock.now(),
                     )
                     .await?;
-                let Some(generation) = stored else {
+                let Some(stored_generation) = stored else {
                     // The connection was authorized again (or removed) while we refreshed the
                     // old grant: the new connection's tokens win.
-                    return self.current_active(key).await.map(|leased| (leased, false));
+                    return self.current_active(key).await.map(|leased| (leased, None));
                 };
                 tracing::info!("access token refreshed");
                 let leased = LeasedToken {
                     token: tokens.access_token,
-                    generation,
+                    generation: stored_generation,
                 };
-                Ok((leased, true))
+                Ok((leased, Some(generation)))
             }
             Err(TokenCallError::InvalidGrant) => self
                 .give_up_or_take_newer(lease, key, generation, "refresh token refused")
                 .await
-                .map(|leased| (leased, false)),
+                .map(|leased| (leased, None)),
             Err(error @ TokenCallError::Unavailable { .. }) => {
                 tracing::warn!(%error, "refresh failed; will retry on the next request");
                 Err(TokenError::Unavailable(error))

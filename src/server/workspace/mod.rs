@@ -60,6 +60,9 @@ impl From<TokenError> for WorkspaceError {
             TokenError::Busy => WorkspaceError::Unavailable {
                 detail: "another instance is still refreshing this connection".to_owned(),
             },
+            TokenError::Interrupted => WorkspaceError::Unavailable {
+                detail: "the refresh was interrupted".to_owned(),
+            },
             TokenError::Vault(e) => WorkspaceError::Vault(e),
         }
     }
