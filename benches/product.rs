@@ -391,17 +391,40 @@ async fn bare_server(path: &'static str, body: String) -> String {
     url
 }
 
+/// The app's pages served by leptos_axum alone: its router and the app's shell, none of the
+/// app's layers. Returns its base URL.
+async fn leptos_only_server() -> String {
+    use leptos_axum::LeptosRoutes;
+    let options = leptos::config::get_configuration(Some(concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/Leptos.toml"
+    )))
+    .unwrap()
+    .leptos_options;
+    let routes = leptos_axum::generate_route_list(qentrah_connect::app::App);
+    let shell_options = options.clone();
+    let router = axum::Router::new()
+        .leptos_routes(&options, routes, move || {
+            qentrah_connect::app::shell(shell_options.clone())
+        })
+        .with_state(options);
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let base = format!("http://{}", listener.local_addr().unwrap());
+    tokio::spawn(async move { axum::serve(listener, router).await });
+    base
+}
+
 /// Throughput of `url` in `client` ÷ throughput of a bare axum server sending the same bytes,
 /// interleaved in halves so drift hits both alike.
 async fn throughput_ratio(client: &reqwest::Client, url: &str, path: &'static str) -> f64 {
     let page = client.get(url).send().await.unwrap().text().await.unwrap();
     let bare_url = bare_server(path, page).await;
-    let bare_client = reqwest::Client::new();
+    // The same client for both (cookie jar and all), so only the servers differ.
     let n = 1_500;
     let (mut product, mut plain) = (0.0, 0.0);
     for _ in 0..2 {
         product += throughput(client, url, n / 2).await;
-        plain += throughput(&bare_client, &bare_url, n / 2).await;
+        plain += throughput(client, &bare_url, n / 2).await;
     }
     product / plain
 }
@@ -417,17 +440,31 @@ async fn server_render_cost(report: &mut Report) {
         "≥ 0.5×",
         r >= 0.5,
     );
-    // The framework's floor: a page with no session, no database and no Workspace behind it,
-    // rendered by the same Leptos shell. What `/connection` loses beyond this is our data path.
+    // The same app on a page with no session, no database and no Workspace behind it: what
+    // `/connection` loses beyond this is our data path.
     let stranger = app.new_browser();
-    let floor = throughput_ratio(
+    let no_data = throughput_ratio(
         &stranger,
         &app.url("/connect/failed?reason=access_denied"),
         "/connect/failed",
     )
     .await;
     report.explain(
-        "  Leptos alone (a page with no data): ÷ bare axum",
+        "  the app on a page with no data (`/connect/failed`)",
+        format!("{no_data:.2}×"),
+        "our layers + Leptos",
+    );
+    // And the framework's floor: that page from a router with nothing of ours around it (no
+    // session, security headers, request ids or tracing), only leptos_axum and the app's shell.
+    let bare_leptos = leptos_only_server().await;
+    let floor = throughput_ratio(
+        &reqwest::Client::new(),
+        &format!("{bare_leptos}/connect/failed?reason=access_denied"),
+        "/connect/failed",
+    )
+    .await;
+    report.explain(
+        "  Leptos alone, the same page, no layers of ours",
         format!("{floor:.2}×"),
         "the framework's floor",
     );
