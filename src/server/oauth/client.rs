@@ -63,9 +63,12 @@ pub enum TokenCallError {
     Unavailable { detail: String },
 }
 
-/// Our OAuth client for one provider.
+/// Our OAuth client for one provider. Cloned into every request's state, so its parts (URLs,
+/// scopes, the oauth2 client) sit behind one `Arc` rather than being copied each time.
 #[derive(Clone)]
-pub struct OAuthClient {
+pub struct OAuthClient(std::sync::Arc<OAuthClientParts>);
+
+struct OAuthClientParts {
     provider: ProviderConfig,
     client_id: String,
     client_secret: Option<SecretString>,
@@ -76,9 +79,9 @@ pub struct OAuthClient {
 impl std::fmt::Debug for OAuthClient {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("OAuthClient")
-            .field("provider", &self.provider.name)
-            .field("client_id", &self.client_id)
-            .field("confidential", &self.client_secret.is_some())
+            .field("provider", &self.0.provider.name)
+            .field("client_id", &self.0.client_id)
+            .field("confidential", &self.0.client_secret.is_some())
             .finish()
     }
 }
@@ -101,51 +104,53 @@ impl OAuthClient {
             // client_secret_basic (RFC 6749 §2.3.1); public clients send client_id in the body.
             oauth = oauth.set_client_secret(ClientSecret::new(secret.expose_secret().to_owned()));
         }
-        Self {
+        Self(std::sync::Arc::new(OAuthClientParts {
             provider,
             client_id: workspace.client_id.as_str().to_owned(),
             client_secret,
             oauth,
             http,
-        }
+        }))
     }
 
     pub fn provider(&self) -> &ProviderConfig {
-        &self.provider
+        &self.0.provider
     }
 
     pub fn client_id(&self) -> &str {
-        &self.client_id
+        &self.0.client_id
     }
 
     /// Exchanges an authorization code (RFC 6749 §4.1.3) with its PKCE verifier (RFC 7636 §4.5)
     /// and the resource indicator (RFC 8707 §2.2).
-    #[tracing::instrument(skip_all, fields(provider = %self.provider.name))]
+    #[tracing::instrument(skip_all, fields(provider = %self.0.provider.name))]
     pub async fn exchange_code(
         &self,
         code: &SecretString,
         verifier: &PkceVerifier,
     ) -> Result<TokenSet, TokenCallError> {
         let response = self
+            .0
             .oauth
             .exchange_code(AuthorizationCode::new(code.expose_secret().to_owned()))
             .set_pkce_verifier(PkceCodeVerifier::new(verifier.expose().to_owned()))
-            .add_extra_param("resource", self.provider.resource.clone())
-            .request_async(&self.http)
+            .add_extra_param("resource", self.0.provider.resource.clone())
+            .request_async(&self.0.http)
             .await
             .map_err(map_error)?;
         Ok(into_token_set(response))
     }
 
     /// Refreshes (RFC 6749 §6), naming the resource on every refresh (RFC 8707 §2.2).
-    #[tracing::instrument(skip_all, fields(provider = %self.provider.name))]
+    #[tracing::instrument(skip_all, fields(provider = %self.0.provider.name))]
     pub async fn refresh(&self, refresh_token: &RefreshToken) -> Result<TokenSet, TokenCallError> {
         let token = oauth2::RefreshToken::new(refresh_token.expose().to_owned());
         let response = self
+            .0
             .oauth
             .exchange_refresh_token(&token)
-            .add_extra_param("resource", self.provider.resource.clone())
-            .request_async(&self.http)
+            .add_extra_param("resource", self.0.provider.resource.clone())
+            .request_async(&self.0.http)
             .await
             .map_err(map_error)?;
         Ok(into_token_set(response))
@@ -153,17 +158,17 @@ impl OAuthClient {
 
     /// Revokes a refresh token (RFC 7009 §2.1), which also ends its access tokens. Done by hand:
     /// the oauth2 crate refuses a non-https revocation URL, and the local Workspace is http.
-    #[tracing::instrument(skip_all, fields(provider = %self.provider.name))]
+    #[tracing::instrument(skip_all, fields(provider = %self.0.provider.name))]
     pub async fn revoke(&self, refresh_token: &RefreshToken) -> Result<(), TokenCallError> {
         let mut form: Vec<(&str, &str)> = vec![
             ("token", refresh_token.expose()),
             ("token_type_hint", "refresh_token"),
         ];
-        let mut request = self.http.post(self.provider.revocation_url.clone());
-        match &self.client_secret {
+        let mut request = self.0.http.post(self.0.provider.revocation_url.clone());
+        match &self.0.client_secret {
             Some(secret) => {
                 let id: String =
-                    url::form_urlencoded::byte_serialize(self.client_id.as_bytes()).collect();
+                    url::form_urlencoded::byte_serialize(self.0.client_id.as_bytes()).collect();
                 let secret: String =
                     url::form_urlencoded::byte_serialize(secret.expose_secret().as_bytes())
                         .collect();
@@ -172,7 +177,7 @@ impl OAuthClient {
                     format!("Basic {}", STANDARD.encode(format!("{id}:{secret}"))),
                 );
             }
-            None => form.push(("client_id", &self.client_id)),
+            None => form.push(("client_id", &self.0.client_id)),
         }
         let response = request
             .header(reqwest::header::ACCEPT, "application/json")

@@ -145,7 +145,8 @@ fn scope_in_message(message: &str) -> Option<String> {
 #[derive(Debug, Clone)]
 pub struct WorkspaceClient {
     http: reqwest::Client,
-    base_url: String,
+    /// Shared, not copied: the client is cloned into every request's state.
+    base_url: std::sync::Arc<str>,
     tokens: TokenManager,
 }
 
@@ -153,7 +154,7 @@ impl WorkspaceClient {
     pub fn new(http: reqwest::Client, base_url: &str, tokens: TokenManager) -> Self {
         Self {
             http,
-            base_url: base_url.trim_end_matches('/').to_owned(),
+            base_url: base_url.trim_end_matches('/').into(),
             tokens,
         }
     }
