@@ -53,10 +53,15 @@ pub async fn session() -> Result<Session, AppError> {
 /// The connection this browser completed a flow for; nothing else is visible to it.
 pub async fn connection_key() -> Result<ConnectionKey, AppError> {
     let session = session().await?;
-    super::session::current_connection(&session)
+    let key = super::session::current_connection(&session)
         .await
         .map_err(|error| AppError::internal("reading the session", &error))?
-        .ok_or(AppError::NotConnected)
+        .ok_or(AppError::NotConnected)?;
+    let now = to_unix(state()?.clock.now());
+    super::session::keep_alive(&session, now)
+        .await
+        .map_err(|error| AppError::internal("renewing the session", &error))?;
+    Ok(key)
 }
 
 impl From<WorkspaceError> for AppError {

@@ -60,7 +60,11 @@ fn cookie_key(secret: &SessionSecret) -> Key {
     Key::from(&okm)
 }
 
+/// An active session's lifetime is renewed at most this often.
+pub const SESSION_RENEWAL_INTERVAL: time::Duration = time::Duration::days(1);
+
 const BROWSER_BINDING: &str = "oauth.browser_binding";
+const RENEWED_AT: &str = "session.renewed_at";
 const CONNECTION: &str = "qentrah.connection";
 
 /// The connection this browser completed a flow for: who it may see. Not secret.
@@ -127,6 +131,23 @@ pub async fn current_connection(
             organization_id: c.organization_id,
             resource: c.resource,
         }))
+}
+
+/// Keeps a session in use alive. `OnInactivity` expiry moves only when the session is saved, and
+/// tower-sessions saves only a modified session: without this, a browser used every day would
+/// still lose its connection [`SESSION_IDLE_LIFETIME`] after connecting. Renewing at most once a
+/// [`SESSION_RENEWAL_INTERVAL`] keeps that from costing a database write per request.
+pub async fn keep_alive(
+    session: &tower_sessions::Session,
+    now_unix: i64,
+) -> Result<(), tower_sessions::session::Error> {
+    let renewed_at = session.get::<i64>(RENEWED_AT).await?;
+    let due = renewed_at
+        .is_none_or(|at| now_unix.saturating_sub(at) >= SESSION_RENEWAL_INTERVAL.whole_seconds());
+    if due {
+        session.insert(RENEWED_AT, now_unix).await?;
+    }
+    Ok(())
 }
 
 /// Forgets this browser's connection (and rotates the id).

@@ -182,3 +182,28 @@ async fn two_browsers_each_see_only_their_own_organization() {
     );
     assert_eq!(app.server_fn(&other, "clients").await.0, 200);
 }
+
+/// A session in use stays alive: renewed (saved, with a fresh cookie lifetime) at most once a
+/// day, not on every request.
+#[tokio::test]
+async fn an_active_session_is_renewed_at_most_daily() {
+    let app = spawn_app().await;
+    app.connect(&app.client, "org_acme").await;
+    let sets_cookie = |response: &reqwest::Response| response.headers().contains_key("set-cookie");
+    let call = || {
+        app.client
+            .post(app.url("/api/connection_status"))
+            .header("content-type", "application/x-www-form-urlencoded")
+            .header("accept", "application/json")
+            .send()
+    };
+    let first = call().await.unwrap();
+    assert_eq!(first.status(), 200);
+    assert!(sets_cookie(&first), "first use after connecting renews");
+    let second = call().await.unwrap();
+    assert!(!sets_cookie(&second), "no write on every request");
+    app.clock.advance(std::time::Duration::from_secs(25 * 3600));
+    let next_day = call().await.unwrap();
+    assert_eq!(next_day.status(), 200);
+    assert!(sets_cookie(&next_day), "renewed a day later");
+}
