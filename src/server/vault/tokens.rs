@@ -188,21 +188,11 @@ impl TokenManager {
     /// A token that will still be valid for at least [`REFRESH_MARGIN`].
     #[tracing::instrument(skip_all, fields(org = %key.organization_id))]
     pub async fn access_token(&self, key: &ConnectionKey) -> Result<LeasedToken, TokenError> {
-        let (info, token) = self
-            .store
-            .access(key)
-            .await?
-            .ok_or(TokenError::NotConnected)?;
-        if info.state == ConnectionState::ReconnectRequired {
-            return Err(TokenError::ReconnectRequired);
+        let (leased, expires_at) = self.stored(key).await?;
+        if self.clock.now() + REFRESH_MARGIN < expires_at {
+            return Ok(leased);
         }
-        if self.clock.now() + REFRESH_MARGIN < info.access_expires_at {
-            return Ok(LeasedToken {
-                token,
-                generation: info.generation,
-            });
-        }
-        self.refresh(key, info.generation, false).await
+        self.refresh(key, leased.generation, false).await
     }
 
     /// The Workspace refused the token from `stale_generation` (401): refresh once, unless
@@ -409,6 +399,14 @@ impl TokenManager {
 
     /// What the vault holds now, if it is usable.
     async fn current_active(&self, key: &ConnectionKey) -> Result<LeasedToken, TokenError> {
+        self.stored(key).await.map(|(leased, _)| leased)
+    }
+
+    /// The stored access token of an active connection, and when it expires.
+    async fn stored(
+        &self,
+        key: &ConnectionKey,
+    ) -> Result<(LeasedToken, std::time::SystemTime), TokenError> {
         let (info, token) = self
             .store
             .access(key)
@@ -417,9 +415,10 @@ impl TokenManager {
         if info.state == ConnectionState::ReconnectRequired {
             return Err(TokenError::ReconnectRequired);
         }
-        Ok(LeasedToken {
+        let leased = LeasedToken {
             token,
             generation: info.generation,
-        })
+        };
+        Ok((leased, info.access_expires_at))
     }
 }
