@@ -438,9 +438,17 @@ async fn database_holds_no_token_plaintext_after_a_full_flow() {
 async fn a_refresh_outlives_the_request_that_started_it() {
     let app = spawn_app().await;
     app.connect(&app.client, "org_acme").await;
+    // The three calls of the dashboard run side by side and the first failure ends it, so the
+    // order is set by latency, not left to the scheduler: `clients` answers 401 at once and its
+    // refresh waits 1.5 s at the token endpoint, while `properties` fails after 300 ms, in the
+    // middle of that refresh. (Without the delay `properties` could fail first and end the
+    // dashboard before any refresh began.)
     app.ws
         .control
-        .set_latency(Endpoint::Token, Duration::from_millis(400));
+        .set_latency(Endpoint::Token, Duration::from_millis(1500));
+    app.ws
+        .control
+        .set_latency(Endpoint::Properties, Duration::from_millis(300));
     let before = app.ws.control.counters().refresh_grants;
     app.ws.control.fail_next(
         Endpoint::Clients,
@@ -465,7 +473,12 @@ async fn a_refresh_outlives_the_request_that_started_it() {
 
     let (status, _) = app.server_fn(&app.client, "dashboard").await;
     assert_eq!(status, 503, "the dashboard ended with its failed sibling");
-    for _ in 0..300 {
+    assert_eq!(
+        app.ws.control.in_flight(Endpoint::Token),
+        1,
+        "the dashboard ended while its refresh waited at the token endpoint"
+    );
+    for _ in 0..500 {
         if app.ws.control.counters().refresh_grants > before {
             break;
         }
@@ -474,6 +487,9 @@ async fn a_refresh_outlives_the_request_that_started_it() {
     assert_eq!(app.ws.control.counters().refresh_grants, before + 1);
 
     app.ws.control.set_latency(Endpoint::Token, Duration::ZERO);
+    app.ws
+        .control
+        .set_latency(Endpoint::Properties, Duration::ZERO);
     let (status, body) = app.server_fn(&app.client, "dashboard").await;
     assert_eq!(status, 200, "{body}");
     let counters = app.ws.control.counters();
