@@ -16,6 +16,19 @@ use crate::server::db::{on_pool, Db};
 /// so the app refreshes early rather than sending a token the server has already dropped.
 pub const ASSUMED_LIFETIME: Duration = Duration::from_secs(300);
 
+/// The longest access-token lifetime believed. `expires_in` is whatever number the server sent
+/// (up to `u64::MAX` seconds, which would overflow `SystemTime` and panic mid-refresh, after the
+/// server had already rotated the refresh token); no access token should outlive a day anyway.
+pub const MAX_BELIEVED_LIFETIME: Duration = Duration::from_secs(24 * 3600);
+
+/// When an access token received at `now` stops being usable.
+pub fn access_expiry(now: SystemTime, expires_in: Option<Duration>) -> SystemTime {
+    let lifetime = expires_in
+        .unwrap_or(ASSUMED_LIFETIME)
+        .min(MAX_BELIEVED_LIFETIME);
+    now.checked_add(lifetime).unwrap_or(now)
+}
+
 pub fn to_unix(time: SystemTime) -> i64 {
     time.duration_since(UNIX_EPOCH)
         .map(|d| i64::try_from(d.as_secs()).unwrap_or(i64::MAX))
@@ -196,7 +209,7 @@ impl ConnectionStore {
             .as_ref()
             .map(|t| self.seal(key, "refresh_token", t.expose()))
             .transpose()?;
-        let expires_at = now + tokens.expires_in.unwrap_or(ASSUMED_LIFETIME);
+        let expires_at = access_expiry(now, tokens.expires_in);
         let scopes = tokens
             .scopes
             .clone()
@@ -303,7 +316,7 @@ impl ConnectionStore {
         let refresh = refresh_plain
             .map(|t| self.seal(key, "refresh_token", t.expose()))
             .transpose()?;
-        let expires_at = now + tokens.expires_in.unwrap_or(ASSUMED_LIFETIME);
+        let expires_at = access_expiry(now, tokens.expires_in);
         let scopes = tokens.scopes.as_ref().map(|scopes| scopes.join(" "));
         let generation: Option<(i64,)> = under_lease!(self, lease, exec => {
             sqlx::query_as(
@@ -410,6 +423,18 @@ mod tests {
     use super::*;
     use crate::server::config::{DatabaseUrl, SessionSecret, VaultKeyMaterial, VaultKeys};
     use crate::server::vault::CipherError;
+
+    #[test]
+    fn an_absurd_expires_in_is_capped_not_a_panic() {
+        let now = UNIX_EPOCH + Duration::from_secs(1_800_000_000);
+        let hour = Duration::from_secs(3600);
+        assert_eq!(access_expiry(now, Some(hour)), now + hour);
+        assert_eq!(access_expiry(now, None), now + ASSUMED_LIFETIME);
+        assert_eq!(
+            access_expiry(now, Some(Duration::from_secs(u64::MAX))),
+            now + MAX_BELIEVED_LIFETIME
+        );
+    }
 
     async fn store_with(keys: VaultKeys, db: Db) -> ConnectionStore {
         let secret = SessionSecret::parse("s".repeat(40)).unwrap();
