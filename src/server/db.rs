@@ -100,10 +100,12 @@ async fn connect_sqlite(url: &str, file: Option<&std::path::Path>) -> Result<Db,
     let options = SqliteConnectOptions::from_str(url)
         .map_err(open)?
         .create_if_missing(true)
-        // WAL lets readers proceed while one writer commits; NORMAL is durable under WAL
-        // except for the last transactions on power loss, never corrupting.
+        // WAL lets readers proceed while one writer commits. FULL, not NORMAL: under NORMAL the
+        // last commits can vanish on power loss, and a lost rotated refresh token means the old
+        // one is sent again, which the Workspace must treat as reuse and revoke the whole grant
+        // (RFC 9700 §4.14.2). One fsync per commit is cheap at the rate tokens rotate.
         .journal_mode(SqliteJournalMode::Wal)
-        .synchronous(SqliteSynchronous::Normal)
+        .synchronous(SqliteSynchronous::Full)
         .foreign_keys(true)
         .busy_timeout(Duration::from_secs(5));
 
