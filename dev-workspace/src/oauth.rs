@@ -31,8 +31,8 @@ pub async fn metadata(State(world): State<SharedWorld>) -> impl IntoResponse {
         "response_types_supported": ["code"],
         "grant_types_supported": ["authorization_code", "refresh_token"],
         "code_challenge_methods_supported": ["S256"],
-        "token_endpoint_auth_methods_supported": ["none", "client_secret_basic", "client_secret_post"],
-        "revocation_endpoint_auth_methods_supported": ["none", "client_secret_basic", "client_secret_post"],
+        "token_endpoint_auth_methods_supported": ["none", "client_secret_post"],
+        "revocation_endpoint_auth_methods_supported": ["none", "client_secret_post"],
         "scopes_supported": SUPPORTED_SCOPES,
         "authorization_response_iss_parameter_supported": true,
         "resource_indicators_supported": true,
@@ -616,6 +616,16 @@ fn authenticate_client(
                 return Err(fail("client authentication failed"));
             }
         }
+    }
+    // Confidential clients are registered for `client_secret_post`, the method the integration
+    // brief gives (client_id and client_secret as form fields). A real authorization server holds
+    // a client to its registered method (RFC 7591 §2, token_endpoint_auth_method), so a client
+    // that sends Basic credentials instead is refused, not silently accepted.
+    if used_basic {
+        return Err(fail(
+            "this client is registered for client_secret_post: send client_id and client_secret \
+             in the form body, not in an Authorization header",
+        ));
     }
     Ok(client_id)
 }

@@ -335,6 +335,19 @@ async fn bad_input_battery() {
             "token endpoint 429",
             fault(429, Some(""), &[("retry-after", "5")]),
         ),
+        // An OAuth error body on a 5xx is still the server's trouble, not a refusal.
+        (
+            "token endpoint 503 with an OAuth error",
+            fault(503, Some(r#"{"error":"invalid_request"}"#), &[]),
+        ),
+        (
+            "token endpoint server_error",
+            fault(500, Some(r#"{"error":"server_error"}"#), &[]),
+        ),
+        (
+            "token endpoint temporarily_unavailable",
+            fault(400, Some(r#"{"error":"temporarily_unavailable"}"#), &[]),
+        ),
     ] {
         app.ws.control.expire_access_tokens("org_acme");
         app.ws.control.fail_next(Endpoint::Token, 1, failure);

@@ -220,16 +220,43 @@ async fn confidential_client_authenticates_at_the_token_endpoint() {
     })
     .await;
     assert_eq!(app.connect(&app.client, "org_acme").await, "/");
-    let log = app.ws.control.requests();
-    let token_request = log.iter().find(|r| r.path == "/oauth/token").unwrap();
-    assert_eq!(token_request.authorization.as_deref(), Some("Basic"));
-    assert!(token_request
-        .form
-        .iter()
-        .any(|(k, v)| k == "resource" && v.ends_with("/api/v1/partner")));
-    assert!(token_request.form.iter().any(|(k, _)| k == "code_verifier"));
     let (status, org) = app.server_fn(&app.client, "organization_overview").await;
     assert_eq!((status, org["id"].as_str()), (200, Some("org_acme")));
+    app.clock.advance(Duration::from_secs(3600));
+    let (status, _) = app.server_fn(&app.client, "organization_overview").await;
+    assert_eq!(status, 200, "refreshed");
+    let (status, _) = app.server_fn(&app.client, "disconnect").await;
+    assert_eq!(status, 200);
+    let counters = app.ws.control.counters();
+    assert_eq!((counters.refresh_grants, counters.revocations), (1, 1));
+
+    // The brief gives client_id and client_secret as form fields (client_secret_post), on the
+    // code exchange, the refresh and the revocation alike; never both methods at once.
+    let log = app.ws.control.requests();
+    let calls: Vec<_> = log
+        .iter()
+        .filter(|r| r.path == "/oauth/token" || r.path == "/oauth/revoke")
+        .collect();
+    assert_eq!(calls.len(), 3, "exchange, refresh, revocation");
+    for call in calls {
+        assert_eq!(call.authorization, None, "{}", call.path);
+        let field = |name: &str| {
+            call.form
+                .iter()
+                .find(|(k, _)| k == name)
+                .map(|(_, v)| v.as_str())
+        };
+        assert_eq!(
+            field("client_id"),
+            Some(qentrah_dev_workspace::CONFIDENTIAL_CLIENT_ID),
+            "{}",
+            call.path
+        );
+        assert!(field("client_secret").is_some(), "{}", call.path);
+        if call.path == "/oauth/token" {
+            assert!(field("resource").is_some_and(|v| v.ends_with("/api/v1/partner")));
+        }
+    }
 }
 
 #[tokio::test]

@@ -5,15 +5,13 @@
 //! The oauth2 crate's token types derive `Serialize`; they are turned into the vault's newtypes
 //! in [`into_token_set`] and go no further.
 
-use base64::engine::general_purpose::STANDARD;
-use base64::Engine;
 use oauth2::basic::{
     BasicErrorResponse, BasicErrorResponseType, BasicRevocationErrorResponse,
     BasicTokenIntrospectionResponse, BasicTokenType,
 };
 use oauth2::{
-    AuthUrl, AuthorizationCode, ClientId, ClientSecret, EndpointNotSet, EndpointSet,
-    ExtraTokenFields, PkceCodeVerifier, RequestTokenError, StandardRevocableToken,
+    AsyncHttpClient, AuthType, AuthUrl, AuthorizationCode, ClientId, ClientSecret, EndpointNotSet,
+    EndpointSet, ExtraTokenFields, PkceCodeVerifier, RequestTokenError, StandardRevocableToken,
     StandardTokenResponse, TokenResponse, TokenUrl,
 };
 use secrecy::{ExposeSecret, SecretString};
@@ -96,12 +94,15 @@ impl OAuthClient {
             .client_secret
             .as_ref()
             .map(|s| SecretString::from(s.expose().to_owned()));
+        // client_secret_post (RFC 6749 §2.3.1): the integration brief gives client_id and
+        // client_secret as form fields of the token request, and the Workspace holds a client
+        // to that method. Public clients send client_id alone (RFC 6749 §3.2.1).
         let mut oauth = oauth2::Client::new(ClientId::new(workspace.client_id.as_str().to_owned()))
             .set_auth_uri(AuthUrl::from_url(provider.authorize_url.clone()))
             .set_token_uri(TokenUrl::from_url(provider.token_url.clone()))
-            .set_redirect_uri(oauth2::RedirectUrl::from_url(provider.redirect_uri.clone()));
+            .set_redirect_uri(oauth2::RedirectUrl::from_url(provider.redirect_uri.clone()))
+            .set_auth_type(AuthType::RequestBody);
         if let Some(secret) = &client_secret {
-            // client_secret_basic (RFC 6749 §2.3.1); public clients send client_id in the body.
             oauth = oauth.set_client_secret(ClientSecret::new(secret.expose_secret().to_owned()));
         }
         Self(std::sync::Arc::new(OAuthClientParts {
@@ -135,7 +136,7 @@ impl OAuthClient {
             .exchange_code(AuthorizationCode::new(code.expose_secret().to_owned()))
             .set_pkce_verifier(PkceCodeVerifier::new(verifier.expose().to_owned()))
             .add_extra_param("resource", self.0.provider.resource.clone())
-            .request_async(&self.0.http)
+            .request_async(&TokenEndpoint(&self.0.http))
             .await
             .map_err(map_error)?;
         Ok(into_token_set(response))
@@ -150,7 +151,7 @@ impl OAuthClient {
             .oauth
             .exchange_refresh_token(&token)
             .add_extra_param("resource", self.0.provider.resource.clone())
-            .request_async(&self.0.http)
+            .request_async(&TokenEndpoint(&self.0.http))
             .await
             .map_err(map_error)?;
         Ok(into_token_set(response))
@@ -160,26 +161,19 @@ impl OAuthClient {
     /// the oauth2 crate refuses a non-https revocation URL, and the local Workspace is http.
     #[tracing::instrument(skip_all, fields(provider = %self.0.provider.name))]
     pub async fn revoke(&self, refresh_token: &RefreshToken) -> Result<(), TokenCallError> {
+        // Client authentication as at the token endpoint (RFC 7009 §2.1): client_secret_post.
         let mut form: Vec<(&str, &str)> = vec![
             ("token", refresh_token.expose()),
             ("token_type_hint", "refresh_token"),
+            ("client_id", &self.0.client_id),
         ];
-        let mut request = self.0.http.post(self.0.provider.revocation_url.clone());
-        match &self.0.client_secret {
-            Some(secret) => {
-                let id: String =
-                    url::form_urlencoded::byte_serialize(self.0.client_id.as_bytes()).collect();
-                let secret: String =
-                    url::form_urlencoded::byte_serialize(secret.expose_secret().as_bytes())
-                        .collect();
-                request = request.header(
-                    reqwest::header::AUTHORIZATION,
-                    format!("Basic {}", STANDARD.encode(format!("{id}:{secret}"))),
-                );
-            }
-            None => form.push(("client_id", &self.0.client_id)),
+        if let Some(secret) = &self.0.client_secret {
+            form.push(("client_secret", secret.expose_secret()));
         }
-        let response = request
+        let response = self
+            .0
+            .http
+            .post(self.0.provider.revocation_url.clone())
             .header(reqwest::header::ACCEPT, "application/json")
             .form(&form)
             .send()
@@ -226,23 +220,86 @@ fn into_token_set(response: QentrahTokenResponse) -> TokenSet {
             .extra_fields()
             .organization_id
             .clone()
-            .filter(|id| !id.trim().is_empty()),
+            .filter(|id| is_usable_organization_id(id)),
     }
 }
 
-fn map_error(
-    error: RequestTokenError<oauth2::HttpClientError<reqwest::Error>, BasicErrorResponse>,
-) -> TokenCallError {
+/// A token call's transport failure, or an answer that says the server is in trouble.
+#[derive(Debug, thiserror::Error)]
+enum TokenHttpError {
+    #[error("{0}")]
+    Transport(oauth2::HttpClientError<reqwest::Error>),
+    #[error("the token endpoint answered {0}")]
+    Status(oauth2::http::StatusCode),
+}
+
+/// The shared client as the oauth2 crate's HTTP client, keeping what the crate drops: the
+/// status. The crate reads any JSON error body as an OAuth refusal, but a 5xx or 429 is the
+/// server's trouble whatever its body says (`{"error":"server_error"}` from a failing node), so
+/// it must be retried later, not reported as a wrong client registration.
+struct TokenEndpoint<'a>(&'a reqwest::Client);
+
+impl<'c> AsyncHttpClient<'c> for TokenEndpoint<'_> {
+    type Error = TokenHttpError;
+    type Future = std::pin::Pin<
+        Box<
+            dyn std::future::Future<Output = Result<oauth2::HttpResponse, TokenHttpError>>
+                + Send
+                + Sync
+                + 'c,
+        >,
+    >;
+
+    fn call(&'c self, request: oauth2::HttpRequest) -> Self::Future {
+        Box::pin(async move {
+            let response = self
+                .0
+                .call(request)
+                .await
+                .map_err(TokenHttpError::Transport)?;
+            let status = response.status();
+            if status.is_server_error() || status == oauth2::http::StatusCode::TOO_MANY_REQUESTS {
+                return Err(TokenHttpError::Status(status));
+            }
+            Ok(response)
+        })
+    }
+}
+
+/// An organization id goes into the partner API's URL path and keys the vault, so only what
+/// needs no escaping there is taken: 1 to 128 of RFC 3986's unreserved characters, and not a
+/// dot segment (`..` would be folded away by URL parsing and send the token to another path).
+/// Anything else is treated as missing, and nothing is stored.
+pub(crate) fn is_usable_organization_id(id: &str) -> bool {
+    (1..=128).contains(&id.len())
+        && id != "."
+        && id != ".."
+        && id
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'.' | b'_' | b'~'))
+}
+
+fn map_error(error: RequestTokenError<TokenHttpError, BasicErrorResponse>) -> TokenCallError {
     match error {
         RequestTokenError::ServerResponse(response) => match response.error() {
             BasicErrorResponseType::InvalidGrant => TokenCallError::InvalidGrant,
+            // RFC 6749 §4.1.2.1's two "try again later" codes, which servers also use here.
+            BasicErrorResponseType::Extension(code)
+                if code == "temporarily_unavailable" || code == "server_error" =>
+            {
+                TokenCallError::Unavailable {
+                    detail: format!("the token endpoint answered {code}"),
+                }
+            }
             other => TokenCallError::Refused {
                 error: other.as_ref().to_owned(),
             },
         },
         RequestTokenError::Request(error) => TokenCallError::Unavailable {
             detail: match error {
-                oauth2::HttpClientError::Reqwest(e) => e.without_url().to_string(),
+                TokenHttpError::Transport(oauth2::HttpClientError::Reqwest(e)) => {
+                    e.without_url().to_string()
+                }
                 other => other.to_string(),
             },
         },
@@ -251,5 +308,32 @@ fn map_error(
             detail: format!("unreadable token response at {}", error.path()),
         },
         RequestTokenError::Other(detail) => TokenCallError::Unavailable { detail },
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn only_organization_ids_safe_in_a_url_path_are_taken() {
+        for id in ["org_acme", "org-1", "A.b~c", &"x".repeat(128)] {
+            assert!(is_usable_organization_id(id), "{id}");
+        }
+        for id in [
+            "",
+            " ",
+            ".",
+            "..",
+            "org acme",
+            "org/../me",
+            "org%2F",
+            "org?x=1",
+            "org#x",
+            "orgé",
+            &"x".repeat(129),
+        ] {
+            assert!(!is_usable_organization_id(id), "{id:?}");
+        }
     }
 }

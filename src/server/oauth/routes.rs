@@ -183,7 +183,7 @@ async fn callback(
         }
     };
     let Some(organization_id) = tokens.organization_id.clone() else {
-        tracing::warn!("token response without organization_id; nothing stored");
+        tracing::warn!("token response without a usable organization_id; nothing stored");
         return failed(ConnectFailure::MissingOrganization);
     };
 

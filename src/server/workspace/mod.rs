@@ -247,11 +247,11 @@ impl WorkspaceClient {
         query: &[(&str, &str)],
         leased: &LeasedToken,
     ) -> Result<Value, Rejected> {
-        let organization: String =
-            url::form_urlencoded::byte_serialize(key.organization_id.as_bytes()).collect();
+        // The id was checked at the callback to need no escaping in a path (and not to be a
+        // dot segment): see `oauth::client::is_usable_organization_id`.
         let url = format!(
-            "{}/api/v1/partner/organizations/{organization}/{resource}",
-            self.base_url
+            "{}/api/v1/partner/organizations/{}/{resource}",
+            self.base_url, key.organization_id
         );
         let response = self
             .http
