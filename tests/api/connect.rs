@@ -192,6 +192,32 @@ async fn token_response_without_organization_id_stores_nothing() {
     assert_eq!(app.database.count("connections").await, 0);
 }
 
+/// Without a refresh token (and here without `expires_in`, so the app only guesses the
+/// lifetime), the access token is used until the Workspace refuses it; then, and not before,
+/// the connection asks to be reconnected.
+#[tokio::test]
+async fn a_grant_without_a_refresh_token_lasts_until_the_workspace_refuses_it() {
+    let app = spawn_app().await;
+    app.ws.control.set_token_quirks(TokenQuirks {
+        omit_refresh_token: true,
+        omit_expires_in: true,
+        ..TokenQuirks::default()
+    });
+    app.connect(&app.client, "org_acme").await;
+    app.clock.advance(Duration::from_secs(1800));
+    let (status, body) = app.server_fn(&app.client, "organization_overview").await;
+    assert_eq!(status, 200, "past the guessed lifetime, still good: {body}");
+
+    app.ws.control.expire_access_tokens("org_acme");
+    let (status, body) = app.server_fn(&app.client, "organization_overview").await;
+    assert_eq!((status, body), (401, json!("ReconnectRequired")));
+    let (status, connection) = app.server_fn(&app.client, "connection_status").await;
+    assert_eq!(status, 200);
+    assert_eq!(connection["state"], "ReconnectRequired", "{connection}");
+    let counters = app.ws.control.counters();
+    assert_eq!((counters.refresh_grants, counters.token_errors), (0, 0));
+}
+
 #[tokio::test]
 async fn two_tabs_finishing_in_reverse_order_both_work() {
     let app = spawn_app().await;

@@ -207,6 +207,28 @@ impl TokenManager {
     }
 
     /// Drops what this instance remembers of a connection (it was replaced or deleted).
+    /// The Workspace says the grant whose access token was `generation` is gone (the
+    /// connection was deleted, or it refused a freshly refreshed token): the stored connection is
+    /// marked for reconnection, so the Connection page says so instead of "Connected". As with
+    /// `invalid_grant`, a newer grant stored meanwhile is left alone.
+    pub async fn mark_refused(
+        &self,
+        key: &ConnectionKey,
+        generation: i64,
+    ) -> Result<(), TokenError> {
+        let (mut lease, _) = self.store.lease_for_refresh(key, self.lock_bound).await?;
+        let marked = self
+            .store
+            .mark_reconnect_required(&mut lease, key, generation, self.clock.now())
+            .await;
+        lease.release().await?;
+        if marked? {
+            tracing::warn!("the Workspace refused the connection; it needs a new authorization");
+            self.forget(key);
+        }
+        Ok(())
+    }
+
     pub fn forget(&self, key: &ConnectionKey) {
         self.just_refreshed
             .lock()
@@ -327,6 +349,16 @@ impl TokenManager {
             return Ok((leased, None));
         }
         let Some(refresh_token) = connection.refresh_token.clone() else {
+            // A grant without a refresh token (no offline_access) cannot be renewed, but its
+            // expiry is only our reading (or, without `expires_in`, our guess): the token is
+            // used until the Workspace itself refuses it, and only then is the connection over.
+            if !rejected {
+                let leased = LeasedToken {
+                    token: connection.access_token,
+                    generation,
+                };
+                return Ok((leased, None));
+            }
             return self
                 .give_up_or_take_newer(lease, key, generation, "no refresh token")
                 .await
