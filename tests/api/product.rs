@@ -86,20 +86,34 @@ async fn workspace_error_codes_become_what_the_ui_should_do() {
     app.ws.control.fail_next(
         Endpoint::Clients,
         1,
+        failure(403, r#"{"code":"app_not_approved"}"#),
+    );
+    assert_eq!(
+        app.server_fn(&app.client, "clients").await,
+        (403, json!("AskWorkspaceAdmin"))
+    );
+    let (_, connection) = app.server_fn(&app.client, "connection_status").await;
+    assert_eq!(
+        connection["state"], "Connected",
+        "none of those ends the grant"
+    );
+
+    // A deleted connection ends it: the stored connection says so too, not only this answer.
+    app.ws.control.fail_next(
+        Endpoint::Clients,
+        1,
         failure(404, r#"{"error":"connection_not_found"}"#),
     );
     assert_eq!(
         app.server_fn(&app.client, "clients").await,
         (401, json!("ReconnectRequired"))
     );
-    app.ws.control.fail_next(
-        Endpoint::Clients,
-        1,
-        failure(403, r#"{"code":"app_not_approved"}"#),
-    );
+    let (_, connection) = app.server_fn(&app.client, "connection_status").await;
+    assert_eq!(connection["state"], "ReconnectRequired");
     assert_eq!(
-        app.server_fn(&app.client, "clients").await,
-        (403, json!("AskWorkspaceAdmin"))
+        app.server_fn(&app.client, "organization_overview").await,
+        (401, json!("ReconnectRequired")),
+        "no more calls with the dead grant"
     );
 }
 

@@ -173,24 +173,35 @@ impl WorkspaceClient {
         query: &[(&str, &str)],
     ) -> Result<Value, WorkspaceError> {
         let leased = self.tokens.access_token(key).await?;
-        match self.send(key, resource, query, &leased).await {
+        let (leased, outcome) = match self.send(key, resource, query, &leased).await {
             Err(Rejected::TokenRejected) => {
                 // RFC 6750 §3.1 invalid_token: refresh once, retry once, never loop.
                 let leased = self
                     .tokens
                     .refresh_after_rejection(key, leased.generation)
                     .await?;
-                match self.send(key, resource, query, &leased).await {
+                let outcome = match self.send(key, resource, query, &leased).await {
                     Ok(value) => Ok(value),
                     Err(Rejected::TokenRejected) => Err(WorkspaceError::ReconnectRequired {
                         code: "connection_expired".to_owned(),
                     }),
                     Err(Rejected::Other(error)) => Err(error),
+                };
+                (leased, outcome)
+            }
+            Ok(value) => (leased, Ok(value)),
+            Err(Rejected::Other(error)) => (leased, Err(error)),
+        };
+        // A deleted connection, or a token refused even just after a refresh: the grant is over,
+        // and the stored connection must say so (not only this response).
+        if let Err(WorkspaceError::ReconnectRequired { code }) = &outcome {
+            if code == "connection_not_found" || code == "connection_expired" {
+                if let Err(error) = self.tokens.mark_refused(key, leased.generation).await {
+                    tracing::warn!(%error, "could not mark the refused connection");
                 }
             }
-            Ok(value) => Ok(value),
-            Err(Rejected::Other(error)) => Err(error),
         }
+        outcome
     }
 
     /// The organization's profile (`me`).
