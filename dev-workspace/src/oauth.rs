@@ -763,33 +763,43 @@ fn authorization_code_grant(
             "authorization code was issued to another client",
         ));
     }
-    if record.redirect_uri != redirect_uri {
-        return Err(OAuthError::new(
-            "invalid_grant",
-            "redirect_uri differs from the authorization request",
-        ));
-    }
-    let challenge = URL_SAFE_NO_PAD.encode(Sha256::digest(verifier.as_bytes()));
-    if !constant_time_eq(challenge.as_bytes(), record.code_challenge.as_bytes()) {
-        return Err(OAuthError::new(
-            "invalid_grant",
-            "code_verifier does not match the code_challenge",
-        ));
-    }
-    match resource {
-        Some(resource) if resource == record.resource => {}
-        Some(_) => {
+    // A failed exchange burns the code, as strict servers do: the client gets one attempt, so
+    // a client that "retries" an exchange (or guesses verifiers) fails here as it would there
+    // (RFC 6749 §4.1.2: a code is used once; RFC 9700 §2.1.1).
+    let checked = (|| -> Result<(), OAuthError> {
+        if record.redirect_uri != redirect_uri {
             return Err(OAuthError::new(
-                "invalid_target",
-                "resource differs from the authorization request",
-            ))
+                "invalid_grant",
+                "redirect_uri differs from the authorization request",
+            ));
         }
-        None => {
+        let challenge = URL_SAFE_NO_PAD.encode(Sha256::digest(verifier.as_bytes()));
+        if !constant_time_eq(challenge.as_bytes(), record.code_challenge.as_bytes()) {
             return Err(OAuthError::new(
-                "invalid_target",
-                "resource is required (RFC 8707)",
-            ))
+                "invalid_grant",
+                "code_verifier does not match the code_challenge",
+            ));
         }
+        match resource {
+            Some(resource) if resource == record.resource => {}
+            Some(_) => {
+                return Err(OAuthError::new(
+                    "invalid_target",
+                    "resource differs from the authorization request",
+                ))
+            }
+            None => {
+                return Err(OAuthError::new(
+                    "invalid_target",
+                    "resource is required (RFC 8707)",
+                ))
+            }
+        }
+        Ok(())
+    })();
+    if let Err(error) = checked {
+        w.codes.remove(code);
+        return Err(error);
     }
 
     let grant_id = w.new_grant_id();

@@ -296,15 +296,26 @@ async fn large_organization_paginates_with_next_cursor() {
 }
 
 #[tokio::test]
-async fn wrong_code_verifier_is_refused() {
+async fn wrong_code_verifier_is_refused_and_burns_the_code() {
     let h = Harness::new().await;
     let mut flow = Flow::new(&h.ws);
     let code = h.code_for(&flow, PUBLIC_CLIENT_ID, "org_acme").await;
-    flow.verifier = state::random_token("other").replace('_', "-");
+    let right = std::mem::replace(
+        &mut flow.verifier,
+        state::random_token("other").replace('_', "-"),
+    );
     let (status, body) = h.exchange(&flow, &code).await;
     assert_eq!(
         (status, body["error"].as_str()),
         (400, Some("invalid_grant"))
+    );
+    // One attempt per code: the right verifier afterwards is too late.
+    flow.verifier = right;
+    let (status, body) = h.exchange(&flow, &code).await;
+    assert_eq!(
+        (status, body["error"].as_str()),
+        (400, Some("invalid_grant")),
+        "{body}"
     );
     assert_eq!(h.ws.control.counters().authorization_code_grants, 0);
 }
