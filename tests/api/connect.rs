@@ -111,23 +111,25 @@ async fn assert_redirected_to_failure(
 #[tokio::test]
 async fn callback_refusals_make_no_token_request() {
     let app = spawn_app().await;
-    let cb = app.url("/api/auth/qentrah/callback");
+    // Forged callbacks carry the right `iss`, as the Workspace's own would.
+    let iss: String = url::form_urlencoded::byte_serialize(app.ws.base_url.as_bytes()).collect();
+    let cb = format!("{}?iss={iss}", app.url("/api/auth/qentrah/callback"));
 
     // No flow at all, a missing state, an unknown state.
-    assert_refused(&app, &app.client, &format!("{cb}?code=abc"), "unknown_flow").await;
+    assert_refused(&app, &app.client, &format!("{cb}&code=abc"), "unknown_flow").await;
     app.start_flow(&app.client, None).await;
     assert_refused(
         &app,
         &app.client,
-        &format!("{cb}?code=abc&state=forged"),
+        &format!("{cb}&code=abc&state=forged"),
         "unknown_flow",
     )
     .await;
-    assert_refused(&app, &app.client, &format!("{cb}?code=abc"), "unknown_flow").await;
+    assert_refused(&app, &app.client, &format!("{cb}&code=abc"), "unknown_flow").await;
     assert_refused(
         &app,
         &app.client,
-        &format!("{cb}?state=abc"),
+        &format!("{cb}&state=abc"),
         "invalid_response",
     )
     .await;
@@ -144,6 +146,20 @@ async fn callback_refusals_make_no_token_request() {
     let wrong_iss = app.consent(&authorize, "org_acme", "approve").await;
     assert_refused(&app, &app.client, &wrong_iss, "wrong_issuer").await;
     app.ws.control.set_wrong_iss(false);
+
+    // No iss at all, from a Workspace that always sends it (RFC 9207 §2.4): refused too, or a
+    // mix-up attacker would only have to leave it out.
+    let authorize = app.start_flow(&app.client, None).await;
+    let callback = app.consent(&authorize, "org_acme", "approve").await;
+    let mut without_iss = url::Url::parse(&callback).unwrap();
+    let kept: Vec<(String, String)> = without_iss
+        .query_pairs()
+        .filter(|(name, _)| name != "iss")
+        .map(|(name, value)| (name.into_owned(), value.into_owned()))
+        .collect();
+    assert!(kept.len() < without_iss.query_pairs().count(), "{callback}");
+    without_iss.query_pairs_mut().clear().extend_pairs(kept);
+    assert_refused(&app, &app.client, without_iss.as_str(), "wrong_issuer").await;
 
     // A foreign callback: a valid code and state from another browser's flow.
     let other = app.new_browser();

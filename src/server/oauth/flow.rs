@@ -196,16 +196,20 @@ pub enum CallbackStep {
 }
 
 /// Judges a callback's parameters (state lookup comes next, in `flows`).
-pub fn judge_callback(params: &CallbackParams, expected_issuer: &str) -> CallbackStep {
+pub fn judge_callback(params: &CallbackParams, provider: &ProviderConfig) -> CallbackStep {
     if params.repeated {
         return CallbackStep::Refuse(CallbackRefusal::Malformed);
     }
-    // RFC 9207 §2.4: when `iss` is present it must be the issuer we sent the person to, even
-    // on an error response.
-    if let Some(iss) = &params.iss {
-        if iss.trim_end_matches('/') != expected_issuer.trim_end_matches('/') {
+    // RFC 9207 §2.4: `iss` must be the issuer we sent the person to, even on an error
+    // response; and from a provider that always sends it, a response without it is refused.
+    match &params.iss {
+        Some(iss) if iss.trim_end_matches('/') != provider.issuer.trim_end_matches('/') => {
             return CallbackStep::Refuse(CallbackRefusal::WrongIssuer);
         }
+        None if provider.iss_required => {
+            return CallbackStep::Refuse(CallbackRefusal::WrongIssuer);
+        }
+        _ => {}
     }
     if let Some(error) = &params.error {
         let error = if error
@@ -248,6 +252,7 @@ mod tests {
         ProviderConfig {
             name: "qentrah".into(),
             issuer: "http://localhost:3000".into(),
+            iss_required: true,
             authorize_url: Url::parse("http://localhost:3000/oauth/authorize").unwrap(),
             token_url: Url::parse("http://localhost:3000/oauth/token").unwrap(),
             revocation_url: Url::parse("http://localhost:3000/oauth/revoke").unwrap(),
@@ -324,8 +329,14 @@ mod tests {
         assert_eq!(safe_return_to(None), "/");
     }
 
+    /// Judges `query` as the provider would send it: with `iss`, unless it names one itself.
     fn judge(query: &str) -> CallbackStep {
-        judge_callback(&CallbackParams::parse(query), "http://localhost:3000")
+        let query = if query.contains("iss=") {
+            query.to_owned()
+        } else {
+            format!("{query}&iss=http%3A%2F%2Flocalhost%3A3000")
+        };
+        judge_callback(&CallbackParams::parse(&query), &provider())
     }
 
     #[test]
@@ -334,8 +345,22 @@ mod tests {
             judge("code=c&state=s&iss=http%3A%2F%2Flocalhost%3A3000&session_state=x"),
             CallbackStep::Exchange { .. }
         ));
+        // RFC 9207 §2.4: without `iss` from a provider that always sends it, refused; a
+        // provider that does not send it is judged on the rest.
         assert!(matches!(
             judge("code=c&state=s"),
+            CallbackStep::Exchange { .. }
+        ));
+        assert!(matches!(
+            judge_callback(&CallbackParams::parse("code=c&state=s"), &provider()),
+            CallbackStep::Refuse(CallbackRefusal::WrongIssuer)
+        ));
+        let without_iss = ProviderConfig {
+            iss_required: false,
+            ..provider()
+        };
+        assert!(matches!(
+            judge_callback(&CallbackParams::parse("code=c&state=s"), &without_iss),
             CallbackStep::Exchange { .. }
         ));
         assert!(matches!(

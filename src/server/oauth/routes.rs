@@ -128,7 +128,7 @@ async fn callback(
     };
     let now = state.clock.now();
 
-    let (state_digest, code) = match flow::judge_callback(&params, &provider.issuer) {
+    let (state_digest, code) = match flow::judge_callback(&params, &provider) {
         CallbackStep::Exchange { state_digest, code } => (state_digest, code),
         CallbackStep::Refuse(refusal) => {
             // An error answer ends its flow too, so it cannot be completed later.
