@@ -137,15 +137,15 @@ impl AppState {
         Ok(self.workspace.list(key, resource).await?)
     }
 
-    /// Revokes the refresh token (RFC 7009), then deletes the connection whatever the
-    /// Workspace answered: the tokens are purged locally even when it is unreachable.
+    /// Revokes the grant (RFC 7009: its refresh token, or its access token when it has none),
+    /// then deletes the connection whatever the Workspace answered: the tokens are purged
+    /// locally even when it is unreachable.
     pub async fn disconnect(&self, key: &ConnectionKey) -> Result<(), AppError> {
         match self.vault.load(key).await {
             Ok(Some(connection)) => {
-                if let Some(refresh) = &connection.refresh_token {
-                    if let Err(error) = self.oauth.revoke(refresh).await {
-                        tracing::warn!(%error, "revocation failed; deleting the connection anyway");
-                    }
+                let token = crate::server::oauth::Revocable::best_of(&connection);
+                if let Err(error) = self.oauth.revoke(token).await {
+                    tracing::warn!(%error, "revocation failed; deleting the connection anyway");
                 }
             }
             Ok(None) => {}

@@ -235,6 +235,25 @@ async fn a_grant_without_a_refresh_token_lasts_until_the_workspace_refuses_it() 
 }
 
 #[tokio::test]
+async fn disconnecting_a_grant_without_a_refresh_token_revokes_its_access_token() {
+    let app = spawn_app().await;
+    app.ws.control.set_token_quirks(TokenQuirks {
+        omit_refresh_token: true,
+        ..TokenQuirks::default()
+    });
+    app.connect(&app.client, "org_acme").await;
+    let (status, _) = app.server_fn(&app.client, "disconnect").await;
+    assert_eq!(status, 200);
+    assert_eq!(app.ws.control.counters().revocations, 1);
+    let log = app.ws.control.requests();
+    let revoke = log.iter().find(|r| r.path == "/oauth/revoke").unwrap();
+    assert!(revoke
+        .form
+        .iter()
+        .any(|(k, v)| k == "token_type_hint" && v == "access_token"));
+}
+
+#[tokio::test]
 async fn two_tabs_finishing_in_reverse_order_both_work() {
     let app = spawn_app().await;
     let first = app.start_flow(&app.client, Some("/first")).await;

@@ -61,6 +61,22 @@ pub enum TokenCallError {
     Unavailable { detail: String },
 }
 
+/// What [`OAuthClient::revoke`] can revoke.
+pub enum Revocable<'a> {
+    Refresh(&'a RefreshToken),
+    Access(&'a AccessToken),
+}
+
+impl Revocable<'_> {
+    /// The token that ends the most: the refresh token if the grant has one.
+    pub fn best_of(connection: &crate::server::vault::Connection) -> Revocable<'_> {
+        match &connection.refresh_token {
+            Some(refresh) => Revocable::Refresh(refresh),
+            None => Revocable::Access(&connection.access_token),
+        }
+    }
+}
+
 /// Our OAuth client for one provider. Cloned into every request's state, so its parts (URLs,
 /// scopes, the oauth2 client) sit behind one `Arc` rather than being copied each time.
 #[derive(Clone)]
@@ -157,14 +173,19 @@ impl OAuthClient {
         Ok(into_token_set(response))
     }
 
-    /// Revokes a refresh token (RFC 7009 §2.1), which also ends its access tokens. Done by hand:
-    /// the oauth2 crate refuses a non-https revocation URL, and the local Workspace is http.
+    /// Revokes a token (RFC 7009 §2.1): a refresh token, which also ends the grant and its
+    /// access tokens, or, for a grant that has none, its access token. Done by hand: the oauth2
+    /// crate refuses a non-https revocation URL, and the local Workspace is http.
     #[tracing::instrument(skip_all, fields(provider = %self.0.provider.name))]
-    pub async fn revoke(&self, refresh_token: &RefreshToken) -> Result<(), TokenCallError> {
+    pub async fn revoke(&self, token: Revocable<'_>) -> Result<(), TokenCallError> {
+        let (token, hint) = match token {
+            Revocable::Refresh(token) => (token.expose(), "refresh_token"),
+            Revocable::Access(token) => (token.expose(), "access_token"),
+        };
         // Client authentication as at the token endpoint (RFC 7009 §2.1): client_secret_post.
         let mut form: Vec<(&str, &str)> = vec![
-            ("token", refresh_token.expose()),
-            ("token_type_hint", "refresh_token"),
+            ("token", token),
+            ("token_type_hint", hint),
             ("client_id", &self.0.client_id),
         ];
         if let Some(secret) = &self.0.client_secret {

@@ -8,5 +8,5 @@ pub mod flows;
 pub mod provider;
 pub mod routes;
 
-pub use client::{OAuthClient, TokenCallError};
+pub use client::{OAuthClient, Revocable, TokenCallError};
 pub use provider::ProviderConfig;
