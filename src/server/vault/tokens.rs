@@ -188,8 +188,10 @@ impl TokenManager {
     /// A token that will still be valid for at least [`REFRESH_MARGIN`].
     #[tracing::instrument(skip_all, fields(org = %key.organization_id))]
     pub async fn access_token(&self, key: &ConnectionKey) -> Result<LeasedToken, TokenError> {
-        let (leased, expires_at) = self.stored(key).await?;
-        if self.clock.now() + REFRESH_MARGIN < expires_at {
+        let (leased, expires_at, renewable) = self.stored(key).await?;
+        // A grant without a refresh token cannot be renewed: its token is used until the
+        // Workspace refuses it (see `refresh_under_lease`), without queueing for a lease.
+        if !renewable || self.clock.now() + REFRESH_MARGIN < expires_at {
             return Ok(leased);
         }
         self.refresh(key, leased.generation, false).await
@@ -206,29 +208,54 @@ impl TokenManager {
         self.refresh(key, stale_generation, true).await
     }
 
-    /// Drops what this instance remembers of a connection (it was replaced or deleted).
     /// The Workspace says the grant whose access token was `generation` is gone (the
     /// connection was deleted, or it refused a freshly refreshed token): the stored connection is
     /// marked for reconnection, so the Connection page says so instead of "Connected". As with
     /// `invalid_grant`, a newer grant stored meanwhile is left alone.
+    ///
+    /// It queues exactly as a refresh does (this instance's lock for the connection, a lease
+    /// permit, the row's lease) and in a task of its own: a refresh of the same generation that
+    /// is under way finishes and stores its rotated tokens first, and the mark, no longer
+    /// matching the generation, then changes nothing.
     pub async fn mark_refused(
         &self,
         key: &ConnectionKey,
         generation: i64,
     ) -> Result<(), TokenError> {
-        let (mut lease, _) = self.store.lease_for_refresh(key, self.lock_bound).await?;
-        let marked = self
-            .store
-            .mark_reconnect_required(&mut lease, key, generation, self.clock.now())
-            .await;
-        lease.release().await?;
-        if marked? {
-            tracing::warn!("the Workspace refused the connection; it needs a new authorization");
-            self.forget(key);
-        }
-        Ok(())
+        let this = self.clone();
+        let key = key.clone();
+        let running = RunningGuard::enter(&self.running);
+        let task = tokio::spawn(async move {
+            let _running = running;
+            let _guard = this.lock_for(&key).lock_owned().await;
+            let _permit = this.lease_permit().await?;
+            let (mut lease, _) = this.store.lease_for_refresh(&key, this.lock_bound).await?;
+            let marked = this
+                .store
+                .mark_reconnect_required(&mut lease, &key, generation, this.clock.now())
+                .await;
+            lease.release().await?;
+            if marked? {
+                tracing::warn!(
+                    "the Workspace refused the connection; it needs a new authorization"
+                );
+                this.forget(&key);
+            }
+            Ok(())
+        });
+        task.await.unwrap_or(Err(TokenError::Interrupted))
     }
 
+    /// One of this instance's [`MAX_CONCURRENT_LEASES`] permits, waited for at most the lock
+    /// bound.
+    async fn lease_permit(&self) -> Result<tokio::sync::SemaphorePermit<'_>, TokenError> {
+        tokio::time::timeout(self.lock_bound, self.leases.acquire())
+            .await
+            .map_err(|_| TokenError::Busy)?
+            .map_err(|_| TokenError::Interrupted)
+    }
+
+    /// Drops what this instance remembers of a connection (it was replaced or deleted).
     pub fn forget(&self, key: &ConnectionKey) {
         self.just_refreshed
             .lock()
@@ -303,10 +330,7 @@ impl TokenManager {
             return Ok(leased);
         }
 
-        let _permit = tokio::time::timeout(self.lock_bound, self.leases.acquire())
-            .await
-            .map_err(|_| TokenError::Busy)?
-            .map_err(|_| TokenError::Interrupted)?;
+        let _permit = self.lease_permit().await?;
         // Instances queue here; the row is re-read under the lease, since whoever held it
         // before us (here or in another instance) may have refreshed already.
         let (mut lease, connection) = self.store.lease_for_refresh(key, self.lock_bound).await?;
@@ -431,14 +455,15 @@ impl TokenManager {
 
     /// What the vault holds now, if it is usable.
     async fn current_active(&self, key: &ConnectionKey) -> Result<LeasedToken, TokenError> {
-        self.stored(key).await.map(|(leased, _)| leased)
+        self.stored(key).await.map(|(leased, _, _)| leased)
     }
 
     /// The stored access token of an active connection, and when it expires.
+    /// The stored access token, when it expires, and whether the grant can be refreshed.
     async fn stored(
         &self,
         key: &ConnectionKey,
-    ) -> Result<(LeasedToken, std::time::SystemTime), TokenError> {
+    ) -> Result<(LeasedToken, std::time::SystemTime, bool), TokenError> {
         let (info, token) = self
             .store
             .access(key)
@@ -451,6 +476,6 @@ impl TokenManager {
             token,
             generation: info.generation,
         };
-        Ok((leased, info.access_expires_at))
+        Ok((leased, info.access_expires_at, info.has_refresh_token))
     }
 }

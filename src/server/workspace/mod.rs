@@ -174,7 +174,7 @@ impl WorkspaceClient {
     ) -> Result<Value, WorkspaceError> {
         let leased = self.tokens.access_token(key).await?;
         let (leased, outcome) = match self.send(key, resource, query, &leased).await {
-            Err(Rejected::TokenRejected) => {
+            Err(Rejected::TokenRejected { .. }) => {
                 // RFC 6750 §3.1 invalid_token: refresh once, retry once, never loop.
                 let leased = self
                     .tokens
@@ -182,9 +182,12 @@ impl WorkspaceClient {
                     .await?;
                 let outcome = match self.send(key, resource, query, &leased).await {
                     Ok(value) => Ok(value),
-                    Err(Rejected::TokenRejected) => Err(WorkspaceError::ReconnectRequired {
-                        code: "connection_expired".to_owned(),
-                    }),
+                    // Refused again, with a token fresh from the Workspace itself.
+                    Err(Rejected::TokenRejected { code }) => {
+                        Err(WorkspaceError::ReconnectRequired {
+                            code: code.unwrap_or_else(|| "unauthorized".to_owned()),
+                        })
+                    }
                     Err(Rejected::Other(error)) => Err(error),
                 };
                 (leased, outcome)
@@ -192,8 +195,10 @@ impl WorkspaceClient {
             Ok(value) => (leased, Ok(value)),
             Err(Rejected::Other(error)) => (leased, Err(error)),
         };
-        // A deleted connection, or a token refused even just after a refresh: the grant is over,
-        // and the stored connection must say so (not only this response).
+        // The Workspace says in so many words that the grant is over (a deleted connection, or
+        // `connection_expired` for a token it had just issued): the stored connection must say
+        // so too, not only this response. A bare 401 (a proxy's) or `missing_bearer` (ours)
+        // ends nothing.
         if let Err(WorkspaceError::ReconnectRequired { code }) = &outcome {
             if code == "connection_not_found" || code == "connection_expired" {
                 if let Err(error) = self.tokens.mark_refused(key, leased.generation).await {
@@ -258,8 +263,13 @@ impl WorkspaceClient {
         query: &[(&str, &str)],
         leased: &LeasedToken,
     ) -> Result<Value, Rejected> {
-        // The id was checked at the callback to need no escaping in a path (and not to be a
-        // dot segment): see `oauth::client::is_usable_organization_id`.
+        // The id is checked at the callback to need no escaping in a path and not to be a dot
+        // segment; checked again here, since a token must never go to another path.
+        if !crate::server::oauth::client::is_usable_organization_id(&key.organization_id) {
+            return Err(Rejected::Other(WorkspaceError::ReconnectRequired {
+                code: "unusable_organization_id".to_owned(),
+            }));
+        }
         let url = format!(
             "{}/api/v1/partner/organizations/{}/{resource}",
             self.base_url, key.organization_id
@@ -299,14 +309,17 @@ impl WorkspaceClient {
                 Some("connection_expired" | "missing_bearer") | None
             );
         if refreshable {
-            return Err(Rejected::TokenRejected);
+            return Err(Rejected::TokenRejected { code: parsed.code });
         }
         Err(Rejected::Other(error))
     }
 }
 
 enum Rejected {
-    TokenRejected,
+    /// A 401 worth one refresh; `code` is the Workspace's error code, if it sent one.
+    TokenRejected {
+        code: Option<String>,
+    },
     Other(WorkspaceError),
 }
 
