@@ -8,10 +8,21 @@ use qentrah_connect::server::oauth::flow::{judge_callback, safe_return_to, Callb
 fuzz_target!(|data: &[u8]| {
     let query = String::from_utf8_lossy(data);
     let params = CallbackParams::parse(&query);
-    if let CallbackStep::Exchange { .. } = judge_callback(&params, "http://localhost:3000") {
-        assert!(params.state.as_deref().is_some_and(|s| !s.is_empty()));
-        assert!(params.error.is_none());
-        assert!(!params.repeated);
+    for iss_required in [false, true] {
+        if let CallbackStep::Exchange { .. } =
+            judge_callback(&params, "http://localhost:3000", iss_required)
+        {
+            assert!(params.state.as_deref().is_some_and(|s| !s.is_empty()));
+            assert!(params.error.is_none());
+            assert!(!params.repeated);
+            // RFC 9207: never exchanged with a missing or foreign issuer when it is promised.
+            if iss_required {
+                assert_eq!(
+                    params.iss.as_deref().map(|i| i.trim_end_matches('/')),
+                    Some("http://localhost:3000")
+                );
+            }
+        }
     }
     let safe = safe_return_to(Some(&query));
     assert!(safe.starts_with('/') && !safe.starts_with("//"));

@@ -206,6 +206,18 @@ async fn token_response_without_organization_id_stores_nothing() {
     let callback = app.consent(&authorize, "org_acme", "approve").await;
     assert_refused(&app, &app.client, &callback, "missing_organization").await;
     assert_eq!(app.database.count("connections").await, 0);
+    // The grant nothing will use is revoked (in the background).
+    for _ in 0..300 {
+        if app.ws.control.counters().revocations > 0 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    assert_eq!(app.ws.control.counters().revocations, 1);
+    assert_eq!(
+        app.ws.control.connections()[0].status,
+        qentrah_dev_workspace::state::GrantStatus::Revoked
+    );
 }
 
 /// Without a refresh token (and here without `expires_in`, so the app only guesses the
@@ -251,6 +263,63 @@ async fn disconnecting_a_grant_without_a_refresh_token_revokes_its_access_token(
         .form
         .iter()
         .any(|(k, v)| k == "token_type_hint" && v == "access_token"));
+    // And it was the right token: it no longer opens the partner API.
+    let access_token = app
+        .ws
+        .control
+        .issued_secrets()
+        .into_iter()
+        .find(|s| s.starts_with("qat_"))
+        .unwrap();
+    let status = reqwest::Client::new()
+        .get(format!(
+            "{}/api/v1/partner/organizations/org_acme/me",
+            app.ws.base_url
+        ))
+        .bearer_auth(access_token)
+        .send()
+        .await
+        .unwrap()
+        .status();
+    assert!(status.is_client_error(), "{status}");
+}
+
+/// Only the Workspace's own words end a grant: a bare 401 twice (a proxy's, say) answers
+/// "reconnect" for that request but keeps the connection; `connection_expired` for a token it
+/// had just issued marks the stored connection.
+#[tokio::test]
+async fn a_token_refused_after_its_refresh_ends_the_grant_only_when_the_workspace_says_so() {
+    let app = spawn_app().await;
+    app.connect(&app.client, "org_acme").await;
+    let unauthorized = |body: Option<&str>| Failure {
+        status: 401,
+        body: body.map(str::to_owned),
+        content_type: None,
+        headers: Default::default(),
+    };
+
+    app.ws
+        .control
+        .fail_next(Endpoint::Clients, 2, unauthorized(Some("")));
+    let (status, _) = app.server_fn(&app.client, "clients").await;
+    assert_eq!(status, 401);
+    let (_, connection) = app.server_fn(&app.client, "connection_status").await;
+    assert_eq!(connection["state"], "Connected", "{connection}");
+    let (status, _) = app.server_fn(&app.client, "clients").await;
+    assert_eq!(status, 200);
+
+    app.ws.control.fail_next(
+        Endpoint::Clients,
+        2,
+        unauthorized(Some(
+            r#"{"error":{"code":"connection_expired","message":"expired"}}"#,
+        )),
+    );
+    let (status, body) = app.server_fn(&app.client, "clients").await;
+    assert_eq!((status, body), (401, json!("ReconnectRequired")));
+    let (_, connection) = app.server_fn(&app.client, "connection_status").await;
+    assert_eq!(connection["state"], "ReconnectRequired", "{connection}");
+    assert_eq!(app.ws.control.counters().refresh_grants, 2);
 }
 
 #[tokio::test]

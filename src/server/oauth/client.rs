@@ -88,6 +88,8 @@ struct OAuthClientParts {
     client_secret: Option<SecretString>,
     oauth: QentrahOAuth2Client,
     http: reqwest::Client,
+    /// Whether the provider always sends `iss`, once its metadata has said so either way.
+    sends_iss: tokio::sync::OnceCell<bool>,
 }
 
 impl std::fmt::Debug for OAuthClient {
@@ -127,7 +129,48 @@ impl OAuthClient {
             client_secret,
             oauth,
             http,
+            sends_iss: tokio::sync::OnceCell::new(),
         }))
+    }
+
+    /// Whether the provider sends `iss` on every authorization response, from its metadata
+    /// (RFC 8414 §3; RFC 9207 §3 `authorization_response_iss_parameter_supported`). When it
+    /// does, a response without `iss` must be refused (RFC 9207 §2.4). Asked only when a
+    /// callback comes without `iss`, and remembered once answered; no metadata at all (404)
+    /// means no such promise. A fault reading it is an error: the callback cannot be judged.
+    pub async fn provider_sends_iss(&self) -> Result<bool, TokenCallError> {
+        self.0
+            .sends_iss
+            .get_or_try_init(|| async {
+                let unavailable = |detail: String| TokenCallError::Unavailable { detail };
+                let response = self
+                    .0
+                    .http
+                    .get(self.0.provider.metadata_url.clone())
+                    .header(reqwest::header::ACCEPT, "application/json")
+                    .send()
+                    .await
+                    .map_err(|e| unavailable(e.without_url().to_string()))?;
+                let status = response.status();
+                if status == reqwest::StatusCode::NOT_FOUND {
+                    return Ok(false);
+                }
+                if !status.is_success() {
+                    return Err(unavailable(format!("metadata endpoint answered {status}")));
+                }
+                let body = response
+                    .bytes()
+                    .await
+                    .map_err(|e| unavailable(e.without_url().to_string()))?;
+                let metadata: serde_json::Value = serde_json::from_slice(&body)
+                    .map_err(|_| unavailable("metadata is not JSON".to_owned()))?;
+                Ok(metadata
+                    .get("authorization_response_iss_parameter_supported")
+                    .and_then(serde_json::Value::as_bool)
+                    .unwrap_or(false))
+            })
+            .await
+            .copied()
     }
 
     pub fn provider(&self) -> &ProviderConfig {

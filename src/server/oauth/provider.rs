@@ -18,10 +18,9 @@ pub struct ProviderConfig {
     pub name: String,
     /// The issuer we expect in `iss` (RFC 9207): the Workspace base URL.
     pub issuer: String,
-    /// The provider sends `iss` on every authorization response (its metadata says
-    /// `authorization_response_iss_parameter_supported`), so a response without it is refused
-    /// (RFC 9207 §2.4): otherwise a mix-up attacker would defeat the check by leaving it out.
-    pub iss_required: bool,
+    /// Its authorization server metadata (RFC 8414 §3), read for whether it sends `iss` on
+    /// every authorization response (RFC 9207 §3).
+    pub metadata_url: Url,
     pub authorize_url: Url,
     pub token_url: Url,
     pub revocation_url: Url,
@@ -37,9 +36,7 @@ impl ProviderConfig {
         Ok(Self {
             name: QENTRAH.to_owned(),
             issuer: base.to_owned(),
-            // The Workspace's metadata advertises it (and the dev Workspace, built to the same
-            // contract, always sends it).
-            iss_required: true,
+            metadata_url: Url::parse(&format!("{base}/.well-known/oauth-authorization-server"))?,
             authorize_url: Url::parse(&format!("{base}/oauth/authorize"))?,
             token_url: Url::parse(&format!("{base}/oauth/token"))?,
             revocation_url: Url::parse(&format!("{base}/oauth/revoke"))?,

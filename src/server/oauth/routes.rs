@@ -128,7 +128,19 @@ async fn callback(
     };
     let now = state.clock.now();
 
-    let (state_digest, code) = match flow::judge_callback(&params, &provider) {
+    // RFC 9207 §2.4: a response without `iss` is refused if the provider promises to send it.
+    let iss_required = if params.iss.is_none() {
+        match state.oauth.provider_sends_iss().await {
+            Ok(sends) => sends,
+            Err(error) => {
+                tracing::warn!(%error, "could not read the provider's metadata");
+                return failed(ConnectFailure::Unavailable);
+            }
+        }
+    } else {
+        false
+    };
+    let (state_digest, code) = match flow::judge_callback(&params, &provider.issuer, iss_required) {
         CallbackStep::Exchange { state_digest, code } => (state_digest, code),
         CallbackStep::Refuse(refusal) => {
             // An error answer ends its flow too, so it cannot be completed later.
@@ -184,6 +196,18 @@ async fn callback(
     };
     let Some(organization_id) = tokens.organization_id.clone() else {
         tracing::warn!("token response without a usable organization_id; nothing stored");
+        // Nothing will ever use or revoke these tokens: revoke them now (RFC 7009), off the
+        // person's path.
+        let oauth = state.oauth.clone();
+        tokio::spawn(async move {
+            let token = match &tokens.refresh_token {
+                Some(refresh) => super::Revocable::Refresh(refresh),
+                None => super::Revocable::Access(&tokens.access_token),
+            };
+            if let Err(error) = oauth.revoke(token).await {
+                tracing::warn!(%error, "could not revoke the unusable grant");
+            }
+        });
         return failed(ConnectFailure::MissingOrganization);
     };
 
