@@ -143,7 +143,10 @@ impl AppState {
     pub async fn disconnect(&self, key: &ConnectionKey) -> Result<(), AppError> {
         match self.vault.load(key).await {
             Ok(Some(connection)) => {
-                let token = crate::server::oauth::Revocable::best_of(&connection);
+                let token = crate::server::oauth::Revocable::best_of(
+                    connection.refresh_token.as_ref(),
+                    &connection.access_token,
+                );
                 if let Err(error) = self.oauth.revoke(token).await {
                     tracing::warn!(%error, "revocation failed; deleting the connection anyway");
                 }

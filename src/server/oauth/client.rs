@@ -67,12 +67,12 @@ pub enum Revocable<'a> {
     Access(&'a AccessToken),
 }
 
-impl Revocable<'_> {
+impl<'a> Revocable<'a> {
     /// The token that ends the most: the refresh token if the grant has one.
-    pub fn best_of(connection: &crate::server::vault::Connection) -> Revocable<'_> {
-        match &connection.refresh_token {
+    pub fn best_of(refresh: Option<&'a RefreshToken>, access: &'a AccessToken) -> Self {
+        match refresh {
             Some(refresh) => Revocable::Refresh(refresh),
-            None => Revocable::Access(&connection.access_token),
+            None => Revocable::Access(access),
         }
     }
 }

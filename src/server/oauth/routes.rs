@@ -200,10 +200,8 @@ async fn callback(
         // person's path.
         let oauth = state.oauth.clone();
         tokio::spawn(async move {
-            let token = match &tokens.refresh_token {
-                Some(refresh) => super::Revocable::Refresh(refresh),
-                None => super::Revocable::Access(&tokens.access_token),
-            };
+            let token =
+                super::Revocable::best_of(tokens.refresh_token.as_ref(), &tokens.access_token);
             if let Err(error) = oauth.revoke(token).await {
                 tracing::warn!(%error, "could not revoke the unusable grant");
             }

@@ -458,8 +458,8 @@ impl TokenManager {
         self.stored(key).await.map(|(leased, _, _)| leased)
     }
 
-    /// The stored access token of an active connection, and when it expires.
-    /// The stored access token, when it expires, and whether the grant can be refreshed.
+    /// The stored access token of an active connection, when it expires, and whether the grant
+    /// can be refreshed.
     async fn stored(
         &self,
         key: &ConnectionKey,
