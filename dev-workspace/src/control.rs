@@ -131,6 +131,27 @@ impl Control {
         self.world.lock().token_quirks = quirks;
     }
 
+    /// Holds an endpoint's answers back for `delay` after it has acted (0 removes it).
+    pub fn set_response_delay(&self, endpoint: Endpoint, delay: Duration) {
+        let mut w = self.world.lock();
+        if delay.is_zero() {
+            w.response_delay.remove(&endpoint);
+        } else {
+            w.response_delay.insert(endpoint, delay);
+        }
+    }
+
+    /// What the RFC 8414 metadata says.
+    pub fn set_metadata(&self, variant: crate::state::MetadataVariant) {
+        self.world.lock().metadata = variant;
+    }
+
+    /// Whether revoking a rotated-out refresh token is a no-op (RFC 7009 §2.2 allows it)
+    /// instead of ending the grant.
+    pub fn set_ignore_revocation_of_rotated(&self, ignore: bool) {
+        self.world.lock().ignore_revocation_of_rotated = ignore;
+    }
+
     /// Sends a wrong `iss` on authorization responses (RFC 9207 mix-up).
     pub fn set_wrong_iss(&self, wrong: bool) {
         self.world.lock().wrong_iss = wrong;
@@ -479,6 +500,11 @@ async fn token_quirks(
         omit_organization_id: flag(&params, "omit_organization_id", false)?,
         omit_refresh_token: flag(&params, "omit_refresh_token", false)?,
         omit_expires_in: flag(&params, "omit_expires_in", false)?,
+        numeric_organization_id: flag(&params, "numeric_organization_id", false)?,
+        expires_in_as_string: flag(&params, "expires_in_as_string", false)?,
+        token_type: params.get("token_type").map(str::to_owned),
+        refresh_organization_id: params.get("refresh_organization_id").map(str::to_owned),
+        padding_bytes: 0,
     });
     done(&params)
 }
@@ -646,7 +672,7 @@ async fn control_page(State(world): State<SharedWorld>) -> Html<String> {
         html.push_str("<br>");
     }
     html.push_str("</p>");
-    let q = w.token_quirks;
+    let q = w.token_quirks.clone();
     html.push_str(&format!(
         "<h2>Token responses</h2><p>omit organization_id: {}, omit refresh_token: {}, omit expires_in: {}; wrong iss: {}</p>",
         q.omit_organization_id, q.omit_refresh_token, q.omit_expires_in, w.wrong_iss

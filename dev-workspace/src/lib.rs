@@ -27,7 +27,9 @@ pub mod seed;
 pub mod state;
 
 pub use control::{ConnectionView, Control};
-pub use state::{ClientRegistration, Counters, Endpoint, Failure, LoggedRequest, TokenQuirks};
+pub use state::{
+    ClientRegistration, Counters, Endpoint, Failure, LoggedRequest, MetadataVariant, TokenQuirks,
+};
 
 use state::{SharedWorld, World};
 
@@ -286,6 +288,10 @@ async fn observe(State(world): State<SharedWorld>, request: Request, next: Next)
         }
     };
 
+    let delay = endpoint.and_then(|e| world.lock().response_delay.get(&e).copied());
+    if let Some(delay) = delay {
+        tokio::time::sleep(delay).await;
+    }
     let mut w = world.lock();
     if partner_api {
         w.partner_api_in_flight = w.partner_api_in_flight.saturating_sub(1);

@@ -14,17 +14,26 @@ use sha2::{Digest, Sha256};
 use crate::html::{escape, page};
 use crate::params::{Params, ParamsError};
 use crate::state::{
-    random_token, CodeRecord, GrantStatus, PendingAuthorization, RefreshState, SharedWorld,
-    CODE_LIFETIME, PENDING_LIFETIME, SUPPORTED_SCOPES,
+    random_token, CodeRecord, GrantStatus, MetadataVariant, PendingAuthorization, RefreshState,
+    SharedWorld, CODE_LIFETIME, PENDING_LIFETIME, SUPPORTED_SCOPES,
 };
 
 // ---- Metadata (RFC 8414) --------------------------------------------------------------------
 
-pub async fn metadata(State(world): State<SharedWorld>) -> impl IntoResponse {
+pub async fn metadata(State(world): State<SharedWorld>) -> Response {
     let world = world.lock();
     let issuer = world.issuer.clone();
-    Json(json!({
-        "issuer": issuer,
+    let variant = world.metadata;
+    drop(world);
+    if variant == MetadataVariant::NotFound {
+        return StatusCode::NOT_FOUND.into_response();
+    }
+    let mut body = json!({
+        "issuer": if variant == MetadataVariant::MismatchingIssuer {
+            "https://impostor.qentrah.invalid".to_owned()
+        } else {
+            issuer.clone()
+        },
         "authorization_endpoint": format!("{issuer}/oauth/authorize"),
         "token_endpoint": format!("{issuer}/oauth/token"),
         "revocation_endpoint": format!("{issuer}/oauth/revoke"),
@@ -36,7 +45,13 @@ pub async fn metadata(State(world): State<SharedWorld>) -> impl IntoResponse {
         "scopes_supported": SUPPORTED_SCOPES,
         "authorization_response_iss_parameter_supported": true,
         "resource_indicators_supported": true,
-    }))
+    });
+    if variant == MetadataVariant::NoIssPromise {
+        if let Some(object) = body.as_object_mut() {
+            object.remove("authorization_response_iss_parameter_supported");
+        }
+    }
+    Json(body).into_response()
 }
 
 // ---- Authorization endpoint -----------------------------------------------------------------
@@ -121,6 +136,24 @@ pub async fn authorize(State(world): State<SharedWorld>, RawQuery(query): RawQue
                 StatusCode::BAD_REQUEST,
                 "Redirect URI mismatch",
                 "The redirect_uri is not registered for this application (exact match required).",
+            );
+        }
+        // An app no Workspace admin has approved may not even ask (RFC 6749 §4.1.2.1
+        // `unauthorized_client`); the redirect URI is registered, so the answer goes back.
+        if !client.approved {
+            let issuer = world.issuer.clone();
+            drop(world);
+            return redirect_back(
+                &redirect_uri,
+                &[
+                    ("error", "unauthorized_client"),
+                    (
+                        "error_description",
+                        "A Qentrah Workspace admin has not approved this app.",
+                    ),
+                ],
+                state.as_deref(),
+                &issuer,
             );
         }
     }
@@ -694,6 +727,17 @@ fn token_inner(
 ) -> Result<Response, OAuthError> {
     let params = parse_form(headers, body)?;
     let client_id = authenticate_client(world, headers, &params)?;
+    // RFC 6749 §5.2 `unauthorized_client`: an authenticated client that may not use the grant.
+    if !world
+        .lock()
+        .client(&client_id)
+        .is_some_and(|client| client.approved)
+    {
+        return Err(OAuthError::new(
+            "unauthorized_client",
+            "a Qentrah Workspace admin has not approved this app",
+        ));
+    }
     match params.get("grant_type") {
         Some("authorization_code") => authorization_code_grant(world, &client_id, &params),
         Some("refresh_token") => refresh_token_grant(world, &client_id, &params),
@@ -826,9 +870,9 @@ fn authorization_code_grant(
         .mint_tokens(&grant_id, with_refresh)
         .ok_or_else(|| OAuthError::new("server_error", "grant vanished"))?;
     w.counters.authorization_code_grants += 1;
-    let quirks = w.token_quirks;
+    let quirks = w.token_quirks.clone();
     drop(w);
-    Ok(token_response(minted, quirks))
+    Ok(token_response(minted, &quirks, None))
 }
 
 fn refresh_token_grant(
@@ -913,27 +957,47 @@ fn refresh_token_grant(
         grant.refreshes += 1;
     }
     w.counters.refresh_grants += 1;
-    let quirks = w.token_quirks;
+    let quirks = w.token_quirks.clone();
     drop(w);
-    Ok(token_response(minted, quirks))
+    let organization_id = quirks.refresh_organization_id.clone();
+    Ok(token_response(minted, &quirks, organization_id))
 }
 
 fn token_response(
     minted: crate::state::MintedTokens,
-    quirks: crate::state::TokenQuirks,
+    quirks: &crate::state::TokenQuirks,
+    organization_override: Option<String>,
 ) -> Response {
     let mut body = serde_json::Map::new();
     body.insert("access_token".into(), minted.access_token.into());
-    body.insert("token_type".into(), "Bearer".into());
+    body.insert(
+        "token_type".into(),
+        quirks.token_type.as_deref().unwrap_or("Bearer").into(),
+    );
     if !quirks.omit_expires_in {
-        body.insert("expires_in".into(), minted.expires_in.into());
+        body.insert(
+            "expires_in".into(),
+            if quirks.expires_in_as_string {
+                minted.expires_in.to_string().into()
+            } else {
+                minted.expires_in.into()
+            },
+        );
     }
     if let (Some(refresh), false) = (minted.refresh_token, quirks.omit_refresh_token) {
         body.insert("refresh_token".into(), refresh.into());
     }
     body.insert("scope".into(), minted.scopes.join(" ").into());
     if !quirks.omit_organization_id {
-        body.insert("organization_id".into(), minted.organization_id.into());
+        let organization_id = organization_override.unwrap_or(minted.organization_id);
+        let value = match organization_id.parse::<u64>() {
+            Ok(number) if quirks.numeric_organization_id => number.into(),
+            _ => organization_id.into(),
+        };
+        body.insert("organization_id".into(), value);
+    }
+    if quirks.padding_bytes > 0 {
+        body.insert("padding".into(), "x".repeat(quirks.padding_bytes).into());
     }
     (
         StatusCode::OK,
@@ -972,7 +1036,8 @@ fn revoke_inner(world: &SharedWorld, headers: &HeaderMap, body: &str) -> Result<
     w.counters.revocations += 1;
     // RFC 7009 §2.2: an unknown or foreign token still gets 200, so revocation leaks nothing.
     if let Some(record) = w.refresh_tokens.get(token).cloned() {
-        if record.client_id == client_id {
+        let ignored = w.ignore_revocation_of_rotated && record.state == RefreshState::Rotated;
+        if record.client_id == client_id && !ignored {
             // §2.1: revoking a refresh token revokes the grant and its access tokens.
             w.revoke_grant(&record.grant_id);
         }

@@ -81,8 +81,17 @@ fn authorize(
         .to_str()
         .ok()
         .and_then(|v| v.split_once(' '))
-        .filter(|(scheme, token)| scheme.eq_ignore_ascii_case("bearer") && !token.trim().is_empty())
-        .map(|(_, token)| token.trim().to_owned())
+        // RFC 6750 §2.1: `Bearer` SP b64token, exactly; no trimming, so a client that pads or
+        // doubles the space fails here as it would at a strict server.
+        .filter(|(scheme, token)| {
+            scheme.eq_ignore_ascii_case("bearer")
+                && !token.is_empty()
+                && token.bytes().all(|b| {
+                    b.is_ascii_alphanumeric()
+                        || matches!(b, b'-' | b'.' | b'_' | b'~' | b'+' | b'/' | b'=')
+                })
+        })
+        .map(|(_, token)| token.to_owned())
         .ok_or_else(|| {
             ApiError::new(
                 StatusCode::UNAUTHORIZED,
@@ -113,7 +122,13 @@ fn authorize(
         }
     }
     if record.revoked {
-        return Err(not_found());
+        // A revoked access token of a live grant is an expired credential, not a missing
+        // connection: the client may refresh (a revoked grant answered 404 above).
+        return Err(ApiError::new(
+            StatusCode::UNAUTHORIZED,
+            "connection_expired",
+            "The access token was revoked.",
+        ));
     }
     if record.expires_at <= w.now() {
         return Err(ApiError::new(

@@ -17,7 +17,7 @@ pub struct Organization {
 
 /// The organizations every dev Workspace starts with, in a fixed order.
 pub fn organizations() -> Vec<Organization> {
-    vec![acme(), harbor_and_pine(), tricky()]
+    vec![acme(), harbor_and_pine(), tricky(), numbered()]
 }
 
 const CITIES: [(&str, &str, &str); 8] = [
@@ -215,6 +215,26 @@ fn tricky() -> Organization {
         id: id.to_owned(),
         name: name.to_owned(),
         me: me(id, name, "tricky", "starter", 100),
+        clients,
+        properties,
+    }
+}
+
+/// An organization whose id is all digits, as Workspaces backed by integer keys have them (with
+/// the `numeric_organization_id` quirk, token responses send it as a JSON number).
+fn numbered() -> Organization {
+    let id = "1001";
+    let name = "Numbered Lettings 1001";
+    let clients: Vec<Value> = (0..3)
+        .map(|i| client("numbered", i, person(i + 5)))
+        .collect();
+    let properties = (0..2)
+        .map(|i| property("numbered", i, format!("Number {} Quay", i + 1), 3))
+        .collect();
+    Organization {
+        id: id.to_owned(),
+        name: name.to_owned(),
+        me: me(id, name, "numbered", "starter", 40),
         clients,
         properties,
     }

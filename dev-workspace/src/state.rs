@@ -111,7 +111,7 @@ pub struct Failure {
 }
 
 /// Deliberate flaws in token responses, to prove the client copes or refuses.
-#[derive(Debug, Clone, Copy, Default, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
 pub struct TokenQuirks {
     #[serde(default)]
     pub omit_organization_id: bool,
@@ -119,6 +119,39 @@ pub struct TokenQuirks {
     pub omit_refresh_token: bool,
     #[serde(default)]
     pub omit_expires_in: bool,
+    /// `organization_id` as a JSON number when the id is all digits (servers backed by integer
+    /// keys do this).
+    #[serde(default)]
+    pub numeric_organization_id: bool,
+    /// `expires_in` as a JSON string (`"3600"`), as some servers send it.
+    #[serde(default)]
+    pub expires_in_as_string: bool,
+    /// A `token_type` other than `Bearer` (RFC 6749 §7.1: the client must refuse a type it
+    /// does not understand).
+    #[serde(default)]
+    pub token_type: Option<String>,
+    /// The `organization_id` that refresh responses name instead of the grant's own.
+    #[serde(default)]
+    pub refresh_organization_id: Option<String>,
+    /// Extra bytes of padding in every token response (a field named `padding`), to prove the
+    /// client caps what it reads.
+    #[serde(default)]
+    pub padding_bytes: usize,
+}
+
+/// What `/.well-known/oauth-authorization-server` answers (RFC 8414).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum MetadataVariant {
+    /// The issuer, and the promise to send `iss` on every authorization response.
+    #[default]
+    Standard,
+    /// No `authorization_response_iss_parameter_supported` promise.
+    NoIssPromise,
+    /// An `issuer` that is not this Workspace's (RFC 8414 §3.3: the client must not use it).
+    MismatchingIssuer,
+    /// No metadata at all (404).
+    NotFound,
 }
 
 /// What the emulator counts, so tests can assert what a client did and did not do.
@@ -242,12 +275,19 @@ pub struct World {
     pub refresh_tokens: HashMap<String, RefreshTokenRecord>,
     pub withheld_scopes: HashMap<String, BTreeSet<String>>,
     pub latency: HashMap<Endpoint, Duration>,
+    /// Delays after the request was processed, before the answer leaves (a slow network on the
+    /// way back: the server has acted, the client does not know yet).
+    pub response_delay: HashMap<Endpoint, Duration>,
     /// Requests being handled now, per endpoint. A request whose client went away is dropped
     /// (and leaves this count) without being processed, as a real server's would be.
     pub in_flight: HashMap<Endpoint, u64>,
     pub failures: HashMap<Endpoint, VecDeque<Failure>>,
     pub token_quirks: TokenQuirks,
     pub wrong_iss: bool,
+    pub metadata: MetadataVariant,
+    /// RFC 7009 §2.2 lets a server ignore the revocation of a token it no longer considers
+    /// current: a rotated-out refresh token is then "revoked" without ending the grant.
+    pub ignore_revocation_of_rotated: bool,
     pub clock_offset: Duration,
     pub log: Vec<LoggedRequest>,
     pub counters: Counters,
@@ -280,10 +320,13 @@ impl World {
             refresh_tokens: HashMap::new(),
             withheld_scopes: HashMap::new(),
             latency: HashMap::new(),
+            response_delay: HashMap::new(),
             in_flight: HashMap::new(),
             failures: HashMap::new(),
             token_quirks: TokenQuirks::default(),
             wrong_iss: false,
+            metadata: MetadataVariant::Standard,
+            ignore_revocation_of_rotated: false,
             clock_offset: Duration::ZERO,
             log: Vec::new(),
             counters: Counters::default(),

@@ -908,6 +908,7 @@ async fn control_faults_latency_quirks_and_wrong_iss() {
         omit_organization_id: true,
         omit_refresh_token: true,
         omit_expires_in: true,
+        ..TokenQuirks::default()
     });
     let (_, quirky) = h.connect("org_acme").await;
     for field in ["organization_id", "refresh_token", "expires_in"] {
