@@ -74,10 +74,13 @@ pub enum ConnectFailure {
     Unavailable,
     /// The Workspace refused this app's registration; an admin must fix configuration.
     Misconfigured,
+    /// The Workspace says this app is not approved (`unauthorized_client`): a Workspace admin
+    /// must approve it; trying again will not help until then.
+    NotApproved,
 }
 
 impl ConnectFailure {
-    pub const ALL: [ConnectFailure; 8] = [
+    pub const ALL: [ConnectFailure; 9] = [
         ConnectFailure::AccessDenied,
         ConnectFailure::UnknownFlow,
         ConnectFailure::WrongIssuer,
@@ -86,6 +89,7 @@ impl ConnectFailure {
         ConnectFailure::ExchangeRefused,
         ConnectFailure::Unavailable,
         ConnectFailure::Misconfigured,
+        ConnectFailure::NotApproved,
     ];
 
     pub fn as_str(self) -> &'static str {
@@ -98,6 +102,7 @@ impl ConnectFailure {
             ConnectFailure::ExchangeRefused => "exchange_refused",
             ConnectFailure::Unavailable => "unavailable",
             ConnectFailure::Misconfigured => "misconfigured",
+            ConnectFailure::NotApproved => "not_approved",
         }
     }
 
@@ -139,6 +144,10 @@ impl ConnectFailure {
             ConnectFailure::Misconfigured => (
                 "This app's Qentrah registration needs attention",
                 "Qentrah refused this app's credentials. Ask the person who runs this app to check its Qentrah client settings.",
+            ),
+            ConnectFailure::NotApproved => (
+                "A Qentrah Workspace admin must approve this app",
+                "Your Qentrah Workspace has not approved this app yet, so nothing was connected. Ask a Workspace admin to approve it, then connect again.",
             ),
         }
     }

@@ -12,9 +12,11 @@ const LEPTOS_CONFIG_FILE: &str = "Leptos.toml";
 
 #[tokio::main]
 async fn main() -> ExitCode {
-    // `.env` fills in only what the real environment leaves unset. A malformed file is fatal:
-    // silently ignoring it would run the app with configuration nobody intended.
-    match dotenvy::dotenv() {
+    // `.env` in the working directory (only there: not a parent folder's, which would quietly
+    // configure an app started from the wrong place) fills in only what the real environment
+    // leaves unset. A malformed file is fatal: silently ignoring it would run the app with
+    // configuration nobody intended.
+    match dotenvy::from_path(".env") {
         Ok(_) => {}
         Err(error) if error.not_found() => {}
         Err(_) => return fail("the .env file could not be read or parsed"),

@@ -5,7 +5,7 @@ use tower_sessions::Session;
 
 use super::state::AppState;
 use super::vault::store::to_unix;
-use super::vault::{ConnectionKey, ConnectionState};
+use super::vault::{Binding, ConnectionState};
 use super::workspace::WorkspaceError;
 use crate::api::AppError;
 use crate::domain::{self, ConnectionView, DashboardView, OrganizationView, RecordView};
@@ -51,17 +51,27 @@ pub async fn session() -> Result<Session, AppError> {
 }
 
 /// The connection this browser completed a flow for; nothing else is visible to it.
-pub async fn connection_key() -> Result<ConnectionKey, AppError> {
+///
+/// Only a connection to the provider and resource configured now: after
+/// `QENTRAH_WORKSPACE_API_URL` is repointed, a connection made with the old Workspace is not
+/// connected, and nothing of it (its bearer, its refresh token) is ever sent to the new one.
+pub async fn connection_key() -> Result<Binding, AppError> {
     let session = session().await?;
-    let key = super::session::current_connection(&session)
+    let binding = super::session::current_connection(&session)
         .await
         .map_err(|error| AppError::internal("reading the session", &error))?
         .ok_or(AppError::NotConnected)?;
-    let now = to_unix(state()?.clock.now());
+    let state = state()?;
+    let provider = state.oauth.provider();
+    if binding.key.provider != provider.name || binding.key.resource != provider.resource {
+        tracing::info!("the session's connection is for another Workspace than the configured one");
+        return Err(AppError::NotConnected);
+    }
+    let now = to_unix(state.clock.now());
     super::session::keep_alive(&session, now)
         .await
         .map_err(|error| AppError::internal("renewing the session", &error))?;
-    Ok(key)
+    Ok(binding)
 }
 
 impl From<WorkspaceError> for AppError {
@@ -83,6 +93,7 @@ impl From<WorkspaceError> for AppError {
                 tracing::error!("the Workspace refused our client registration");
                 AppError::Retry
             }
+            WorkspaceError::BearerNotReceived => AppError::Retry,
             WorkspaceError::Vault(error) => vault_failure("token vault", &error),
         }
     }
@@ -102,18 +113,36 @@ fn vault_failure(context: &str, error: &crate::server::vault::VaultError) -> App
 }
 
 impl AppState {
-    pub async fn connection_view(&self, key: &ConnectionKey) -> Result<ConnectionView, AppError> {
-        let info = self
-            .vault
-            .info(key)
-            .await
-            .map_err(|e| vault_failure("reading the vault", &e))?
-            .ok_or(AppError::NotConnected)?;
+    /// The Connection page's facts. A row whose tokens cannot be decrypted (its key removed
+    /// from the keyring, or tampered with) reads as needing a new authorization, which is all
+    /// that can help it.
+    pub async fn connection_view(&self, binding: &Binding) -> Result<ConnectionView, AppError> {
+        use crate::server::vault::VaultError;
+        let (info, readable) = match self.vault.access(&binding.key).await {
+            Ok(Some((info, _token))) => (info, true),
+            Ok(None) => return Err(AppError::NotConnected),
+            Err(VaultError::Cipher(_) | VaultError::Encoding) => {
+                tracing::error!(
+                    "a stored connection cannot be decrypted; it needs a new authorization"
+                );
+                let info = self
+                    .vault
+                    .info(&binding.key)
+                    .await
+                    .map_err(|e| vault_failure("reading the vault", &e))?
+                    .ok_or(AppError::NotConnected)?;
+                (info, false)
+            }
+            Err(error) => return Err(vault_failure("reading the vault", &error)),
+        };
+        if !binding.holds(&info) {
+            return Err(AppError::NotConnected);
+        }
         Ok(ConnectionView {
             organization_id: info.key.organization_id.clone(),
             state: match info.state {
-                ConnectionState::Active => domain::ConnectionState::Connected,
-                ConnectionState::ReconnectRequired => domain::ConnectionState::ReconnectRequired,
+                ConnectionState::Active if readable => domain::ConnectionState::Connected,
+                _ => domain::ConnectionState::ReconnectRequired,
             },
             scopes: info.scopes,
             connected_at: to_unix(info.connected_at),
@@ -121,46 +150,32 @@ impl AppState {
         })
     }
 
-    pub async fn organization(&self, key: &ConnectionKey) -> Result<OrganizationView, AppError> {
-        Ok(self.workspace.organization(key).await?)
+    pub async fn organization(&self, binding: &Binding) -> Result<OrganizationView, AppError> {
+        Ok(self.workspace.organization(binding).await?)
     }
 
-    pub async fn dashboard(&self, key: &ConnectionKey) -> Result<DashboardView, AppError> {
-        Ok(self.workspace.dashboard(key).await?)
+    pub async fn dashboard(&self, binding: &Binding) -> Result<DashboardView, AppError> {
+        Ok(self.workspace.dashboard(binding).await?)
     }
 
     pub async fn list(
         &self,
-        key: &ConnectionKey,
+        binding: &Binding,
         resource: &str,
     ) -> Result<Vec<RecordView>, AppError> {
-        Ok(self.workspace.list(key, resource).await?)
+        Ok(self.workspace.list(binding, resource).await?)
     }
 
     /// Revokes the grant (RFC 7009: its refresh token, or its access token when it has none),
-    /// then deletes the connection whatever the Workspace answered: the tokens are purged
-    /// locally even when it is unreachable.
-    pub async fn disconnect(&self, key: &ConnectionKey) -> Result<(), AppError> {
-        match self.vault.load(key).await {
-            Ok(Some(connection)) => {
-                let token = crate::server::oauth::Revocable::best_of(
-                    connection.refresh_token.as_ref(),
-                    &connection.access_token,
-                );
-                if let Err(error) = self.oauth.revoke(token).await {
-                    tracing::warn!(%error, "revocation failed; deleting the connection anyway");
-                }
-            }
-            Ok(None) => {}
-            Err(error) => {
-                tracing::warn!(error = %super::error_chain(&error), "could not read the connection to revoke it")
-            }
+    /// then deletes the connection whatever the Workspace answered, queued behind any refresh
+    /// of it (see [`crate::server::vault::TokenManager::disconnect`]).
+    pub async fn disconnect(&self, binding: &Binding) -> Result<(), AppError> {
+        use crate::server::vault::TokenError;
+        match self.workspace.tokens().disconnect(binding).await {
+            Ok(()) | Err(TokenError::NotConnected) => Ok(()),
+            Err(TokenError::Busy) => Err(AppError::Retry),
+            Err(TokenError::Vault(error)) => Err(vault_failure("deleting the connection", &error)),
+            Err(error) => Err(AppError::internal("deleting the connection", &error)),
         }
-        self.workspace.tokens().forget(key);
-        self.vault
-            .delete(key)
-            .await
-            .map_err(|e| AppError::internal("deleting the connection", &e))?;
-        Ok(())
     }
 }

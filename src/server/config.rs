@@ -39,6 +39,10 @@ pub const DEFAULT_SCOPES: &str = "organization:read client:read property:read of
 /// Where the database lives when `DATABASE_URL` is not set: a SQLite file, created on first start.
 pub const DEFAULT_DATABASE_URL: &str = "sqlite://data/qentrah-connect.db";
 
+/// The development `SESSION_SECRET` shipped in `.env.example`: public, so refused for any
+/// https `PARTNER_APP_URL`.
+pub const DEVELOPMENT_SESSION_SECRET: &str = "dev-only-session-secret-change-me-0123456789";
+
 /// The minimum length of `SESSION_SECRET`, in characters.
 pub const SESSION_SECRET_MIN_CHARS: usize = 32;
 
@@ -214,6 +218,14 @@ impl AppConfig {
         };
         let partner_app_url = PartnerAppUrl::parse(&required(var::PARTNER_APP_URL)?)?;
         let session_secret = SessionSecret::parse(required(var::SESSION_SECRET)?)?;
+        // Over https this is a real deployment: the development secret from `.env.example` is
+        // public, and the cookie key and (without TOKEN_VAULT_KEY) the vault key derive from it.
+        if partner_app_url.is_https() && session_secret.expose() == DEVELOPMENT_SESSION_SECRET {
+            return Err(ConfigError::new(
+                var::SESSION_SECRET,
+                "is the public development value from .env.example; generate a fresh one for an https deployment (e.g. `openssl rand -base64 48`)",
+            ));
+        }
         let scopes = match lookup(var::SCOPES) {
             Some(value) if !value.trim().is_empty() => Scopes::parse(&value)?,
             _ => Scopes::parse(DEFAULT_SCOPES)?,
@@ -586,6 +598,29 @@ fn is_loopback(url: &Url) -> bool {
 mod tests {
     use super::*;
     use std::collections::HashMap;
+
+    #[test]
+    fn the_development_session_secret_is_refused_over_https() {
+        let example =
+            std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/.env.example")).unwrap();
+        assert!(
+            example.contains(&format!("SESSION_SECRET={DEVELOPMENT_SESSION_SECRET}\n")),
+            ".env.example ships the development secret this check knows"
+        );
+        let mut vars = valid();
+        vars.insert(var::SESSION_SECRET, DEVELOPMENT_SESSION_SECRET.to_owned());
+        assert!(
+            AppConfig::from_lookup(|name| vars.get(name).cloned()).is_ok(),
+            "fine over http"
+        );
+        vars.insert(var::PARTNER_APP_URL, "https://partner.example".to_owned());
+        let err = AppConfig::from_lookup(|name| vars.get(name).cloned()).unwrap_err();
+        assert_eq!(err.variable, var::SESSION_SECRET);
+        assert!(
+            !err.to_string().contains(DEVELOPMENT_SESSION_SECRET),
+            "{err}"
+        );
+    }
 
     const SECRET: &str = "0123456789abcdef0123456789abcdef-dev";
 

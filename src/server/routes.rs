@@ -47,6 +47,9 @@ pub fn router(state: AppState) -> Router {
             &state.config.session_secret,
         ))
         .layer(middleware::from_fn(super::security::caller_errors_are_4xx))
+        .layer(middleware::from_fn(
+            super::security::no_store_session_responses,
+        ))
         .layer(middleware::from_fn_with_state(
             state.clone(),
             super::security::refuse_cross_site,

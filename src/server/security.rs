@@ -127,41 +127,131 @@ pub async fn caller_errors_are_4xx(request: Request, next: Next) -> Response {
     Response::from_parts(parts, axum::body::Body::from(bytes))
 }
 
-/// A fixed-window counter per client address.
+/// How many client buckets a limiter tracks at most: past it, the oldest window is forgotten.
+pub const MAX_TRACKED_CLIENTS: usize = 100_000;
+
+/// A fixed-window counter per client: an IPv4 address, or an IPv6 /64 (one subscriber's
+/// allocation, RFC 6177: keying on the full address would give each client 2^64 buckets). Its
+/// memory is bounded: ended windows are swept once a window, and past
+/// [`MAX_TRACKED_CLIENTS`] the oldest window is evicted, so no request scans the whole map.
 #[derive(Debug, Clone)]
 pub struct RateLimiter {
     limit: u32,
     window: Duration,
-    counts: Arc<Mutex<HashMap<IpAddr, (Instant, u32)>>>,
+    capacity: usize,
+    buckets: Arc<Mutex<Buckets>>,
+}
+
+#[derive(Debug, Default)]
+struct Buckets {
+    counts: HashMap<IpAddr, (Instant, u32)>,
+    /// Window starts in the order they began; an entry whose start no longer matches the map
+    /// is stale and skipped.
+    order: std::collections::VecDeque<(IpAddr, Instant)>,
+    last_sweep: Option<Instant>,
+}
+
+/// The bucket an address counts in: IPv4 (also when mapped into IPv6) as it is, IPv6 by /64.
+pub fn rate_limit_bucket(address: IpAddr) -> IpAddr {
+    match address {
+        IpAddr::V4(v4) => IpAddr::V4(v4),
+        IpAddr::V6(v6) => match v6.to_ipv4_mapped() {
+            Some(v4) => IpAddr::V4(v4),
+            None => {
+                let prefix = u128::from(v6) & !((1u128 << 64) - 1);
+                IpAddr::V6(std::net::Ipv6Addr::from(prefix))
+            }
+        },
+    }
 }
 
 impl RateLimiter {
     pub fn new(limit: u32, window: Duration) -> Self {
+        Self::with_capacity(limit, window, MAX_TRACKED_CLIENTS)
+    }
+
+    pub fn with_capacity(limit: u32, window: Duration, capacity: usize) -> Self {
         Self {
             limit,
             window,
-            counts: Arc::default(),
+            capacity: capacity.max(1),
+            buckets: Arc::default(),
         }
+    }
+
+    /// How many clients are tracked now.
+    pub fn tracked(&self) -> usize {
+        self.buckets
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .counts
+            .len()
     }
 
     /// `Ok` if the address may proceed, otherwise how long until it may.
     pub fn check(&self, address: IpAddr, now: Instant) -> Result<(), Duration> {
-        let mut counts = self.counts.lock().unwrap_or_else(PoisonError::into_inner);
-        if counts.len() > 100_000 {
-            // Bound memory under a flood of addresses: forget windows that have ended.
-            let window = self.window;
+        let key = rate_limit_bucket(address);
+        let window = self.window;
+        let mut buckets = self.buckets.lock().unwrap_or_else(PoisonError::into_inner);
+        let Buckets {
+            counts,
+            order,
+            last_sweep,
+        } = &mut *buckets;
+        if last_sweep.is_none_or(|at| now.duration_since(at) >= window) {
             counts.retain(|_, (start, _)| now.duration_since(*start) < window);
+            order.retain(|(key, start)| counts.get(key).is_some_and(|(s, _)| s == start));
+            *last_sweep = Some(now);
         }
-        let entry = counts.entry(address).or_insert((now, 0));
-        if now.duration_since(entry.0) >= self.window {
+        if !counts.contains_key(&key) && counts.len() >= self.capacity {
+            while let Some((oldest, start)) = order.pop_front() {
+                if counts.get(&oldest).is_some_and(|(s, _)| *s == start) {
+                    counts.remove(&oldest);
+                    break;
+                }
+            }
+        }
+        let entry = counts.entry(key).or_insert((now, 0));
+        if entry.1 == 0 || now.duration_since(entry.0) >= window {
             *entry = (now, 0);
+            order.push_back((key, now));
         }
         if entry.1 >= self.limit {
-            return Err(self.window.saturating_sub(now.duration_since(entry.0)));
+            return Err(window.saturating_sub(now.duration_since(entry.0)));
         }
         entry.1 += 1;
+        if order.len() > 2 * self.capacity {
+            order.retain(|(key, start)| counts.get(key).is_some_and(|(s, _)| s == start));
+        }
         Ok(())
     }
+}
+
+/// Every response that depends on the session (pages and server-function answers, which carry
+/// organization data or a connection's state) is `private, no-store` and varies by cookie, so
+/// no shared cache keeps one person's page for another and no browser cache keeps it after a
+/// sign-out (RFC 9111 §5.2.2.3, §5.2.2.7). Static assets (the wasm, CSS, images) keep their
+/// caching; a handler's own `Cache-Control` is kept.
+pub async fn no_store_session_responses(request: Request, next: Next) -> Response {
+    let mut response = next.run(request).await;
+    let session_dependent = response
+        .headers()
+        .get(header::CONTENT_TYPE)
+        .and_then(|value| value.to_str().ok())
+        .is_some_and(|kind| {
+            kind.starts_with("text/html")
+                || kind.starts_with("application/json")
+                || kind.starts_with("application/x-www-form-urlencoded")
+                || kind.starts_with("text/plain")
+        });
+    if session_dependent {
+        let headers = response.headers_mut();
+        headers
+            .entry(header::CACHE_CONTROL)
+            .or_insert(HeaderValue::from_static("private, no-store"));
+        headers.append(header::VARY, HeaderValue::from_static("Cookie"));
+    }
+    response
 }
 
 /// The address a request came from. Behind `trusted_hops` proxies that each append the address
@@ -366,6 +456,40 @@ mod tests {
             peer,
             "unreadable line"
         );
+    }
+
+    #[test]
+    fn ipv6_clients_share_a_bucket_per_slash_64() {
+        let limiter = RateLimiter::new(2, Duration::from_secs(60));
+        let t0 = Instant::now();
+        let a: IpAddr = "2001:db8:1:2::1".parse().unwrap();
+        let same_64: IpAddr = "2001:db8:1:2:ffff:ffff:ffff:ffff".parse().unwrap();
+        let other_64: IpAddr = "2001:db8:1:3::1".parse().unwrap();
+        assert!(limiter.check(a, t0).is_ok());
+        assert!(limiter.check(same_64, t0).is_ok());
+        assert!(limiter.check(same_64, t0).is_err(), "one /64, one bucket");
+        assert!(limiter.check(other_64, t0).is_ok());
+        let mapped: IpAddr = "::ffff:10.0.0.1".parse().unwrap();
+        assert_eq!(rate_limit_bucket(mapped), IpAddr::from([10, 0, 0, 1]));
+    }
+
+    #[test]
+    fn rate_limiter_memory_has_a_hard_cap() {
+        let limiter = RateLimiter::with_capacity(5, Duration::from_secs(60), 100);
+        let t0 = Instant::now();
+        for i in 0..10_000u32 {
+            let address = IpAddr::from(i.to_be_bytes());
+            assert!(limiter
+                .check(address, t0 + Duration::from_millis(u64::from(i)))
+                .is_ok());
+            assert!(limiter.tracked() <= 100);
+        }
+        // The newest clients are still counted.
+        let last = IpAddr::from(9_999u32.to_be_bytes());
+        for _ in 0..4 {
+            limiter.check(last, t0 + Duration::from_secs(10)).unwrap();
+        }
+        assert!(limiter.check(last, t0 + Duration::from_secs(10)).is_err());
     }
 
     #[test]

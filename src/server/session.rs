@@ -67,12 +67,16 @@ const BROWSER_BINDING: &str = "oauth.browser_binding";
 const RENEWED_AT: &str = "session.renewed_at";
 const CONNECTION: &str = "qentrah.connection";
 
-/// The connection this browser completed a flow for: who it may see. Not secret.
+/// The connection this browser completed a flow for, and the grant it completed: who it may
+/// see, for as long as the connection holds that grant. Not secret.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 struct SessionConnection {
     provider: String,
     organization_id: String,
     resource: String,
+    /// Absent in sessions from before grants had ids; those match only rows from then too.
+    #[serde(default)]
+    grant_id: String,
 }
 
 /// A random value that ties OAuth flows to this browser's session; created on first use.
@@ -104,9 +108,10 @@ pub async fn existing_browser_binding(
 /// flow is worthless after it (session fixation).
 pub async fn bind_connection(
     session: &tower_sessions::Session,
-    key: &crate::server::vault::ConnectionKey,
+    binding: &crate::server::vault::Binding,
 ) -> Result<(), tower_sessions::session::Error> {
     session.cycle_id().await?;
+    let key = &binding.key;
     session
         .insert(
             CONNECTION,
@@ -114,22 +119,26 @@ pub async fn bind_connection(
                 provider: key.provider.clone(),
                 organization_id: key.organization_id.clone(),
                 resource: key.resource.clone(),
+                grant_id: binding.grant_id.clone(),
             },
         )
         .await
 }
 
-/// The connection this browser may see, if any.
+/// The connection (and grant) this browser may see, if any.
 pub async fn current_connection(
     session: &tower_sessions::Session,
-) -> Result<Option<crate::server::vault::ConnectionKey>, tower_sessions::session::Error> {
+) -> Result<Option<crate::server::vault::Binding>, tower_sessions::session::Error> {
     Ok(session
         .get::<SessionConnection>(CONNECTION)
         .await?
-        .map(|c| crate::server::vault::ConnectionKey {
-            provider: c.provider,
-            organization_id: c.organization_id,
-            resource: c.resource,
+        .map(|c| crate::server::vault::Binding {
+            key: crate::server::vault::ConnectionKey {
+                provider: c.provider,
+                organization_id: c.organization_id,
+                resource: c.resource,
+            },
+            grant_id: c.grant_id,
         }))
 }
 

@@ -91,3 +91,28 @@ fn client_secret_is_never_printed() {
     let (_, stderr) = run_with(&vars);
     assert!(!stderr.contains("confidential-client-secret-value"));
 }
+
+/// `.env` is read from the working directory only, as the README says: one in a parent folder
+/// (another checkout, a home directory) configures nothing.
+#[test]
+fn a_parent_folders_env_file_is_not_read() {
+    let parent = tempfile::tempdir().unwrap();
+    let env: String = valid()
+        .iter()
+        .map(|(name, value)| format!("{name}={value}\n"))
+        .collect();
+    std::fs::write(parent.path().join(".env"), env).unwrap();
+    let child = parent.path().join("elsewhere");
+    std::fs::create_dir(&child).unwrap();
+    let output = Command::new(env!("CARGO_BIN_EXE_qentrah-connect"))
+        .env_clear()
+        .current_dir(&child)
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8(output.stderr).unwrap();
+    assert!(!output.status.success());
+    assert!(
+        stderr.contains("QENTRAH_WORKSPACE_API_URL") && stderr.contains("is required"),
+        "{stderr}"
+    );
+}

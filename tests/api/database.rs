@@ -125,6 +125,20 @@ impl TestDatabase {
         })
     }
 
+    /// Runs one statement (tests that tamper with what the app stored).
+    pub async fn execute(&self, sql: &str) {
+        match &self.kind {
+            Kind::Sqlite { .. } => {
+                let mut db = sqlx::SqliteConnection::connect(&self.url).await.unwrap();
+                sqlx::query(sql).execute(&mut db).await.unwrap();
+            }
+            Kind::Postgres { .. } => {
+                let mut db = sqlx::PgConnection::connect(&self.url).await.unwrap();
+                sqlx::query(sql).execute(&mut db).await.unwrap();
+            }
+        }
+    }
+
     /// `SELECT COUNT(*) FROM {table}`.
     pub async fn count(&self, table: &str) -> i64 {
         let sql = format!("SELECT COUNT(*) FROM {table}");

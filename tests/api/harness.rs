@@ -35,6 +35,8 @@ pub struct Options {
     pub client_secret: Option<&'static str>,
     pub auth_rate_limit_per_minute: Option<&'static str>,
     pub http_timeout_ms: Option<&'static str>,
+    /// The dev Workspace's access-token lifetime (default one hour).
+    pub access_token_ttl: Option<Duration>,
 }
 
 pub async fn spawn_app() -> TestApp {
@@ -46,9 +48,11 @@ pub async fn spawn_app_with(options: Options) -> TestApp {
     let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
     let origin = format!("http://localhost:{}", addr.port());
-    let ws = qentrah_dev_workspace::start(DevWorkspaceConfig::for_tests(&origin))
-        .await
-        .unwrap();
+    let mut ws_config = DevWorkspaceConfig::for_tests(&origin);
+    if let Some(ttl) = options.access_token_ttl {
+        ws_config.access_token_ttl = ttl;
+    }
+    let ws = qentrah_dev_workspace::start(ws_config).await.unwrap();
     let database = TestDatabase::for_suite().await;
     let app = TestApp::external(origin, addr, ws, database);
     let config = app_config(&app.ws, &app.origin, &app.database.url, &options);

@@ -8,6 +8,7 @@ mod config_errors;
 mod connect;
 mod database;
 mod durability;
+mod hardening;
 mod harness;
 mod health;
 mod leptos_config;

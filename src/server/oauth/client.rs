@@ -14,6 +14,8 @@ use oauth2::{
     EndpointSet, ExtraTokenFields, PkceCodeVerifier, RequestTokenError, StandardRevocableToken,
     StandardTokenResponse, TokenResponse, TokenUrl,
 };
+use std::time::SystemTime;
+
 use secrecy::{ExposeSecret, SecretString};
 use serde::{Deserialize, Serialize};
 
@@ -22,12 +24,20 @@ use super::provider::ProviderConfig;
 use crate::server::config::WorkspaceConfig;
 use crate::server::vault::{AccessToken, RefreshToken, TokenSet};
 
-/// The non-standard field Qentrah adds to token responses. Not secret.
+/// The non-standard field Qentrah adds to token responses. Not secret. A numeric id arrives
+/// here as a string: [`normalize_token_body`] turns it into one before parsing.
 #[derive(Debug, Clone, Default, Deserialize, Serialize)]
 pub struct QentrahTokenFields {
     #[serde(default)]
     pub organization_id: Option<String>,
 }
+
+/// Token, revocation and metadata bodies larger than this are refused rather than read: a
+/// token response is a few hundred bytes, and a misbehaving endpoint must not exhaust memory.
+pub const MAX_TOKEN_RESPONSE_BYTES: usize = 64 * 1024;
+
+/// How long "no metadata" (404) is believed before the metadata is asked for again.
+pub const NO_METADATA_RECHECK: std::time::Duration = std::time::Duration::from_secs(300);
 
 impl ExtraTokenFields for QentrahTokenFields {}
 
@@ -59,6 +69,14 @@ pub enum TokenCallError {
     /// Network trouble, a timeout, a 5xx or an unreadable answer: worth retrying later.
     #[error("the authorization server could not be reached or answered unreadably: {detail}")]
     Unavailable { detail: String },
+    /// `unauthorized_client` or `access_denied` at the token endpoint (RFC 6749 §5.2): the app
+    /// is not approved for this Workspace; only a Workspace admin can change that.
+    #[error("the authorization server says this app is not approved ({error})")]
+    NotApproved { error: String },
+    /// The token call succeeded but its answer cannot be used: a `token_type` other than
+    /// `Bearer`, which this client does not understand (RFC 6749 §7.1).
+    #[error("the token response cannot be used: {detail}")]
+    UnusableResponse { detail: String },
 }
 
 /// What [`OAuthClient::revoke`] can revoke.
@@ -88,8 +106,9 @@ struct OAuthClientParts {
     client_secret: Option<SecretString>,
     oauth: QentrahOAuth2Client,
     http: reqwest::Client,
-    /// Whether the provider always sends `iss`, once its metadata has said so either way.
-    sends_iss: tokio::sync::OnceCell<bool>,
+    /// Whether the provider always sends `iss`, once its metadata has said so either way, and
+    /// until when that answer holds (`None`: for good).
+    sends_iss: std::sync::Mutex<Option<(bool, Option<SystemTime>)>>,
 }
 
 impl std::fmt::Debug for OAuthClient {
@@ -129,48 +148,79 @@ impl OAuthClient {
             client_secret,
             oauth,
             http,
-            sends_iss: tokio::sync::OnceCell::new(),
+            sends_iss: std::sync::Mutex::new(None),
         }))
     }
 
     /// Whether the provider sends `iss` on every authorization response, from its metadata
     /// (RFC 8414 §3; RFC 9207 §3 `authorization_response_iss_parameter_supported`). When it
     /// does, a response without `iss` must be refused (RFC 9207 §2.4). Asked only when a
-    /// callback comes without `iss`, and remembered once answered; no metadata at all (404)
-    /// means no such promise. A fault reading it is an error: the callback cannot be judged.
-    pub async fn provider_sends_iss(&self) -> Result<bool, TokenCallError> {
-        self.0
-            .sends_iss
-            .get_or_try_init(|| async {
-                let unavailable = |detail: String| TokenCallError::Unavailable { detail };
-                let response = self
-                    .0
-                    .http
-                    .get(self.0.provider.metadata_url.clone())
-                    .header(reqwest::header::ACCEPT, "application/json")
-                    .send()
-                    .await
-                    .map_err(|e| unavailable(e.without_url().to_string()))?;
-                let status = response.status();
-                if status == reqwest::StatusCode::NOT_FOUND {
-                    return Ok(false);
-                }
-                if !status.is_success() {
-                    return Err(unavailable(format!("metadata endpoint answered {status}")));
-                }
-                let body = response
-                    .bytes()
-                    .await
-                    .map_err(|e| unavailable(e.without_url().to_string()))?;
-                let metadata: serde_json::Value = serde_json::from_slice(&body)
-                    .map_err(|_| unavailable("metadata is not JSON".to_owned()))?;
-                Ok(metadata
-                    .get("authorization_response_iss_parameter_supported")
-                    .and_then(serde_json::Value::as_bool)
-                    .unwrap_or(false))
-            })
+    /// callback comes without `iss`. A definite answer is remembered; no metadata at all (404)
+    /// means no such promise for now, and is asked again after [`NO_METADATA_RECHECK`] (the
+    /// provider may publish metadata later). A fault reading it is an error: the callback
+    /// cannot be judged. Metadata naming another issuer than the one configured must not be
+    /// used (RFC 8414 §3.3), and is a [`TokenCallError::Refused`]: a configuration to fix.
+    pub async fn provider_sends_iss(&self, now: SystemTime) -> Result<bool, TokenCallError> {
+        if let Some(known) = self.known_sends_iss(now) {
+            return Ok(known);
+        }
+        let unavailable = |detail: String| TokenCallError::Unavailable { detail };
+        let response = self
+            .0
+            .http
+            .get(self.0.provider.metadata_url.clone())
+            .header(reqwest::header::ACCEPT, "application/json")
+            .send()
             .await
-            .copied()
+            .map_err(|e| unavailable(e.without_url().to_string()))?;
+        let status = response.status();
+        if status == reqwest::StatusCode::NOT_FOUND {
+            self.remember_sends_iss(false, now.checked_add(NO_METADATA_RECHECK));
+            return Ok(false);
+        }
+        if !status.is_success() {
+            return Err(unavailable(format!("metadata endpoint answered {status}")));
+        }
+        let body = read_capped(response, MAX_TOKEN_RESPONSE_BYTES)
+            .await
+            .map_err(|e| unavailable(e.to_string()))?;
+        let metadata: serde_json::Value = serde_json::from_slice(&body)
+            .map_err(|_| unavailable("metadata is not JSON".to_owned()))?;
+        // RFC 8414 §3.3: identical to the issuer whose metadata was asked for, exactly.
+        if metadata.get("issuer").and_then(serde_json::Value::as_str)
+            != Some(self.0.provider.issuer.as_str())
+        {
+            return Err(TokenCallError::Refused {
+                error: "the metadata names another issuer".to_owned(),
+            });
+        }
+        let sends = metadata
+            .get("authorization_response_iss_parameter_supported")
+            .and_then(serde_json::Value::as_bool)
+            .unwrap_or(false);
+        self.remember_sends_iss(sends, None);
+        Ok(sends)
+    }
+
+    fn known_sends_iss(&self, now: SystemTime) -> Option<bool> {
+        let known = *self
+            .0
+            .sends_iss
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        match known {
+            Some((sends, None)) => Some(sends),
+            Some((sends, Some(until))) if now < until => Some(sends),
+            _ => None,
+        }
+    }
+
+    fn remember_sends_iss(&self, sends: bool, until: Option<SystemTime>) {
+        *self
+            .0
+            .sends_iss
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner) = Some((sends, until));
     }
 
     pub fn provider(&self) -> &ProviderConfig {
@@ -198,7 +248,16 @@ impl OAuthClient {
             .request_async(&TokenEndpoint(&self.0.http))
             .await
             .map_err(map_error)?;
-        Ok(into_token_set(response))
+        let tokens = into_token_set(&response);
+        if let Err(error) = require_bearer(&response) {
+            // Redeemed, but unusable: nothing will ever use or revoke these tokens otherwise.
+            let token = Revocable::best_of(tokens.refresh_token.as_ref(), &tokens.access_token);
+            if let Err(revocation) = self.revoke(token).await {
+                tracing::warn!(%revocation, "could not revoke the unusable grant");
+            }
+            return Err(error);
+        }
+        Ok(tokens)
     }
 
     /// Refreshes (RFC 6749 §6), naming the resource on every refresh (RFC 8707 §2.2).
@@ -213,7 +272,8 @@ impl OAuthClient {
             .request_async(&TokenEndpoint(&self.0.http))
             .await
             .map_err(map_error)?;
-        Ok(into_token_set(response))
+        require_bearer(&response)?;
+        Ok(into_token_set(&response))
     }
 
     /// Revokes a token (RFC 7009 §2.1): a refresh token, which also ends the grant and its
@@ -255,22 +315,25 @@ impl OAuthClient {
             });
         }
         // RFC 7009 §2.2.1 errors come in the RFC 6749 §5.2 form.
-        let error = response
-            .json::<serde_json::Value>()
+        let error = read_capped(response, MAX_TOKEN_RESPONSE_BYTES)
             .await
             .ok()
+            .and_then(|body| serde_json::from_slice::<serde_json::Value>(&body).ok())
             .and_then(|body| {
                 body.get("error")
                     .and_then(|e| e.as_str())
                     .map(str::to_owned)
             })
             .unwrap_or_else(|| status.to_string());
-        Err(TokenCallError::Refused { error })
+        Err(match error.as_str() {
+            "unauthorized_client" | "access_denied" => TokenCallError::NotApproved { error },
+            _ => TokenCallError::Refused { error },
+        })
     }
 }
 
 /// Takes the tokens out of the oauth2 crate's `Serialize` types at once.
-fn into_token_set(response: QentrahTokenResponse) -> TokenSet {
+fn into_token_set(response: &QentrahTokenResponse) -> TokenSet {
     TokenSet {
         access_token: AccessToken::new(response.access_token().secret().to_owned()),
         refresh_token: response
@@ -288,19 +351,37 @@ fn into_token_set(response: QentrahTokenResponse) -> TokenSet {
     }
 }
 
+/// RFC 6749 §7.1: a client must not use a token whose type it does not understand. The type
+/// is compared case-insensitively (RFC 6749 §5.1); the oauth2 crate maps `bearer` in any case
+/// to [`BasicTokenType::Bearer`].
+fn require_bearer(response: &QentrahTokenResponse) -> Result<(), TokenCallError> {
+    match response.token_type() {
+        BasicTokenType::Bearer => Ok(()),
+        other => Err(TokenCallError::UnusableResponse {
+            detail: format!("token_type {:?} is not Bearer", other.as_ref()),
+        }),
+    }
+}
+
 /// A token call's transport failure, or an answer that says the server is in trouble.
 #[derive(Debug, thiserror::Error)]
 enum TokenHttpError {
     #[error("{0}")]
-    Transport(oauth2::HttpClientError<reqwest::Error>),
+    Transport(reqwest::Error),
     #[error("the token endpoint answered {0}")]
     Status(oauth2::http::StatusCode),
+    #[error("the token endpoint's answer is larger than {MAX_TOKEN_RESPONSE_BYTES} bytes")]
+    TooLarge,
+    #[error("the token endpoint's answer could not be passed on")]
+    Build,
 }
 
-/// The shared client as the oauth2 crate's HTTP client, keeping what the crate drops: the
-/// status. The crate reads any JSON error body as an OAuth refusal, but a 5xx or 429 is the
-/// server's trouble whatever its body says (`{"error":"server_error"}` from a failing node), so
-/// it must be retried later, not reported as a wrong client registration.
+/// The shared client as the oauth2 crate's HTTP client, doing what the crate's own adapter does
+/// not: it keeps the status (the crate reads any JSON error body as an OAuth refusal, but a 5xx
+/// or 429 is the server's trouble whatever its body says, `{"error":"server_error"}` from a
+/// failing node, so it must be retried later, not reported as a wrong client registration),
+/// caps the body it reads, and evens out the token-response shapes servers send in the wild
+/// ([`normalize_token_body`]) before the crate's strict parser sees them.
 struct TokenEndpoint<'a>(&'a reqwest::Client);
 
 impl<'c> AsyncHttpClient<'c> for TokenEndpoint<'_> {
@@ -316,18 +397,94 @@ impl<'c> AsyncHttpClient<'c> for TokenEndpoint<'_> {
 
     fn call(&'c self, request: oauth2::HttpRequest) -> Self::Future {
         Box::pin(async move {
+            let (parts, body) = request.into_parts();
             let response = self
                 .0
-                .call(request)
+                .request(parts.method, parts.uri.to_string())
+                .headers(parts.headers)
+                .body(body)
+                .send()
                 .await
                 .map_err(TokenHttpError::Transport)?;
             let status = response.status();
             if status.is_server_error() || status == oauth2::http::StatusCode::TOO_MANY_REQUESTS {
                 return Err(TokenHttpError::Status(status));
             }
-            Ok(response)
+            let headers = response.headers().clone();
+            let body = read_capped(response, MAX_TOKEN_RESPONSE_BYTES)
+                .await
+                .map_err(|error| match error {
+                    CappedReadError::TooLarge => TokenHttpError::TooLarge,
+                    CappedReadError::Transport(error) => TokenHttpError::Transport(error),
+                })?;
+            let mut builder = oauth2::http::Response::builder().status(status);
+            if let Some(response_headers) = builder.headers_mut() {
+                *response_headers = headers;
+            }
+            builder
+                .body(normalize_token_body(body))
+                .map_err(|_| TokenHttpError::Build)
         })
     }
+}
+
+/// Why a capped read failed.
+#[derive(Debug, thiserror::Error)]
+pub(crate) enum CappedReadError {
+    #[error("the answer is too large")]
+    TooLarge,
+    #[error("the body could not be read{}", if .0.is_timeout() { " in time" } else { "" })]
+    Transport(reqwest::Error),
+}
+
+/// Reads a body of at most `limit` bytes, refusing a larger one as soon as it shows (its
+/// `Content-Length`, or the bytes so far), so an endless body costs at most `limit`.
+pub(crate) async fn read_capped(
+    mut response: reqwest::Response,
+    limit: usize,
+) -> Result<Vec<u8>, CappedReadError> {
+    if response
+        .content_length()
+        .is_some_and(|len| len > limit as u64)
+    {
+        return Err(CappedReadError::TooLarge);
+    }
+    let mut body = Vec::new();
+    while let Some(chunk) = response.chunk().await.map_err(CappedReadError::Transport)? {
+        if body.len() + chunk.len() > limit {
+            return Err(CappedReadError::TooLarge);
+        }
+        body.extend_from_slice(&chunk);
+    }
+    Ok(body)
+}
+
+/// Evens out the shapes of a successful token response that servers send in the wild but the
+/// oauth2 crate's parser refuses: `expires_in` as a string of digits (`"3600"`), and a numeric
+/// `organization_id`. Without this, a parse failure after the code was redeemed would leave the
+/// grant neither stored nor revoked. Anything else passes through unchanged.
+fn normalize_token_body(body: Vec<u8>) -> Vec<u8> {
+    let Ok(serde_json::Value::Object(mut object)) = serde_json::from_slice(&body) else {
+        return body;
+    };
+    let mut changed = false;
+    if let Some(serde_json::Value::String(text)) = object.get("expires_in") {
+        if let Ok(seconds) = text.trim().parse::<u64>() {
+            object.insert("expires_in".to_owned(), seconds.into());
+            changed = true;
+        }
+    }
+    if let Some(serde_json::Value::Number(number)) = object.get("organization_id") {
+        if number.is_u64() || number.is_i64() {
+            let text = number.to_string();
+            object.insert("organization_id".to_owned(), text.into());
+            changed = true;
+        }
+    }
+    if !changed {
+        return body;
+    }
+    serde_json::to_vec(&serde_json::Value::Object(object)).unwrap_or(body)
 }
 
 /// An organization id goes into the partner API's URL path and keys the vault, so only what
@@ -347,6 +504,14 @@ fn map_error(error: RequestTokenError<TokenHttpError, BasicErrorResponse>) -> To
     match error {
         RequestTokenError::ServerResponse(response) => match response.error() {
             BasicErrorResponseType::InvalidGrant => TokenCallError::InvalidGrant,
+            BasicErrorResponseType::UnauthorizedClient => TokenCallError::NotApproved {
+                error: "unauthorized_client".to_owned(),
+            },
+            BasicErrorResponseType::Extension(code) if code == "access_denied" => {
+                TokenCallError::NotApproved {
+                    error: code.clone(),
+                }
+            }
             // RFC 6749 §4.1.2.1's two "try again later" codes, which servers also use here.
             BasicErrorResponseType::Extension(code)
                 if code == "temporarily_unavailable" || code == "server_error" =>
@@ -361,9 +526,7 @@ fn map_error(error: RequestTokenError<TokenHttpError, BasicErrorResponse>) -> To
         },
         RequestTokenError::Request(error) => TokenCallError::Unavailable {
             detail: match error {
-                TokenHttpError::Transport(oauth2::HttpClientError::Reqwest(e)) => {
-                    e.without_url().to_string()
-                }
+                TokenHttpError::Transport(e) => e.without_url().to_string(),
                 other => other.to_string(),
             },
         },

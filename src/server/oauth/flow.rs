@@ -207,9 +207,11 @@ pub fn judge_callback(
         return CallbackStep::Refuse(CallbackRefusal::Malformed);
     }
     // RFC 9207 §2.4: `iss` must be the issuer we sent the person to, even on an error
-    // response; and from a provider that always sends it, a response without it is refused.
+    // response, compared as simple strings (RFC 3986 §6.2.1; no trailing-slash folding: to a
+    // provider, `https://a/` and `https://a` may be two issuers); and from a provider that
+    // always sends it, a response without it is refused.
     match &params.iss {
-        Some(iss) if iss.trim_end_matches('/') != expected_issuer.trim_end_matches('/') => {
+        Some(iss) if iss != expected_issuer => {
             return CallbackStep::Refuse(CallbackRefusal::WrongIssuer);
         }
         None if iss_required => {
@@ -351,6 +353,38 @@ mod tests {
             "http://localhost:3000",
             true,
         )
+    }
+
+    #[test]
+    fn iss_is_compared_as_a_simple_string() {
+        let judge = |iss: &str| {
+            let query = format!(
+                "code=c&state=s&iss={}",
+                url::form_urlencoded::byte_serialize(iss.as_bytes()).collect::<String>()
+            );
+            judge_callback(
+                &CallbackParams::parse(&query),
+                "http://localhost:3000",
+                true,
+            )
+        };
+        assert!(matches!(
+            judge("http://localhost:3000"),
+            CallbackStep::Exchange { .. }
+        ));
+        for other in [
+            "http://localhost:3000/",
+            "http://localhost:3000//",
+            "HTTP://localhost:3000",
+        ] {
+            assert!(
+                matches!(
+                    judge(other),
+                    CallbackStep::Refuse(CallbackRefusal::WrongIssuer)
+                ),
+                "{other}"
+            );
+        }
     }
 
     #[test]

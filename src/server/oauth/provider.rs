@@ -30,13 +30,25 @@ pub struct ProviderConfig {
     pub scopes: Vec<String>,
 }
 
+/// The RFC 8414 §3.1 metadata URL of `issuer`: the well-known segment goes between the host and
+/// the issuer's path (`https://h/tenant` → `https://h/.well-known/oauth-authorization-server/tenant`),
+/// not after the path as OpenID Connect Discovery does it.
+pub fn metadata_url(issuer: &str) -> Result<Url, url::ParseError> {
+    let mut url = Url::parse(issuer)?;
+    let path = url.path().trim_end_matches('/').to_owned();
+    url.set_path(&format!("/.well-known/oauth-authorization-server{path}"));
+    url.set_query(None);
+    url.set_fragment(None);
+    Ok(url)
+}
+
 impl ProviderConfig {
     pub fn qentrah(config: &AppConfig) -> Result<Self, url::ParseError> {
         let base = config.workspace.api_url.as_str();
         Ok(Self {
             name: QENTRAH.to_owned(),
             issuer: base.to_owned(),
-            metadata_url: Url::parse(&format!("{base}/.well-known/oauth-authorization-server"))?,
+            metadata_url: metadata_url(base)?,
             authorize_url: Url::parse(&format!("{base}/oauth/authorize"))?,
             token_url: Url::parse(&format!("{base}/oauth/token"))?,
             revocation_url: Url::parse(&format!("{base}/oauth/revoke"))?,
@@ -47,5 +59,31 @@ impl ProviderConfig {
             ))?,
             scopes: config.workspace.scopes.iter().map(str::to_owned).collect(),
         })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_well_known_segment_goes_before_the_issuers_path() {
+        let cases = [
+            (
+                "http://localhost:3000",
+                "http://localhost:3000/.well-known/oauth-authorization-server",
+            ),
+            (
+                "https://ws.example",
+                "https://ws.example/.well-known/oauth-authorization-server",
+            ),
+            (
+                "https://ws.example/tenant/a",
+                "https://ws.example/.well-known/oauth-authorization-server/tenant/a",
+            ),
+        ];
+        for (issuer, expected) in cases {
+            assert_eq!(metadata_url(issuer).unwrap().as_str(), expected, "{issuer}");
+        }
     }
 }

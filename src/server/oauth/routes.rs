@@ -14,7 +14,7 @@ use super::TokenCallError;
 use crate::domain::ConnectFailure;
 use crate::server::session;
 use crate::server::state::AppState;
-use crate::server::vault::ConnectionKey;
+use crate::server::vault::{Binding, ConnectionKey};
 
 pub fn router() -> Router<AppState> {
     Router::new()
@@ -128,19 +128,10 @@ async fn callback(
     };
     let now = state.clock.now();
 
-    // RFC 9207 §2.4: a response without `iss` is refused if the provider promises to send it.
-    let iss_required = if params.iss.is_none() {
-        match state.oauth.provider_sends_iss().await {
-            Ok(sends) => sends,
-            Err(error) => {
-                tracing::warn!(%error, "could not read the provider's metadata");
-                return failed(ConnectFailure::Unavailable);
-            }
-        }
-    } else {
-        false
-    };
-    let (state_digest, code) = match flow::judge_callback(&params, &provider.issuer, iss_required) {
+    // Judged first as if `iss` were optional: whether it is (RFC 9207 §2.4) is asked of the
+    // provider's metadata only below, once this browser's own live flow is found, so a forged
+    // callback costs no request to the provider.
+    let (state_digest, code) = match flow::judge_callback(&params, &provider.issuer, false) {
         CallbackStep::Exchange { state_digest, code } => (state_digest, code),
         CallbackStep::Refuse(refusal) => {
             // An error answer ends its flow too, so it cannot be completed later.
@@ -158,6 +149,10 @@ async fn callback(
             return failed(match refusal {
                 CallbackRefusal::Denied { error } if error == "access_denied" => {
                     ConnectFailure::AccessDenied
+                }
+                // RFC 6749 §4.1.2.1: the app may not ask; a Workspace admin must approve it.
+                CallbackRefusal::Denied { error } if error == "unauthorized_client" => {
+                    ConnectFailure::NotApproved
                 }
                 CallbackRefusal::Denied { .. } => ConnectFailure::ExchangeRefused,
                 CallbackRefusal::UnknownState => ConnectFailure::UnknownFlow,
@@ -183,6 +178,26 @@ async fn callback(
         }
     };
 
+    // RFC 9207 §2.4: a response without `iss` is refused if the provider promises to send it.
+    // The flow is spent either way: the person starts again.
+    if params.iss.is_none() {
+        match state.oauth.provider_sends_iss(now).await {
+            Ok(false) => {}
+            Ok(true) => {
+                tracing::info!("callback without iss from a provider that always sends it");
+                return failed(ConnectFailure::WrongIssuer);
+            }
+            Err(error @ TokenCallError::Refused { .. }) => {
+                tracing::error!(%error, "the provider's metadata cannot be used");
+                return failed(ConnectFailure::Misconfigured);
+            }
+            Err(error) => {
+                tracing::warn!(%error, "could not read the provider's metadata");
+                return failed(ConnectFailure::Unavailable);
+            }
+        }
+    }
+
     let tokens = match state.oauth.exchange_code(&code, &flow.verifier).await {
         Ok(tokens) => tokens,
         Err(error) => {
@@ -190,6 +205,8 @@ async fn callback(
             return failed(match error {
                 TokenCallError::InvalidGrant => ConnectFailure::ExchangeRefused,
                 TokenCallError::Refused { .. } => ConnectFailure::Misconfigured,
+                TokenCallError::NotApproved { .. } => ConnectFailure::NotApproved,
+                TokenCallError::UnusableResponse { .. } => ConnectFailure::InvalidResponse,
                 TokenCallError::Unavailable { .. } => ConnectFailure::Unavailable,
             });
         }
@@ -210,17 +227,20 @@ async fn callback(
     };
 
     let key = ConnectionKey::new(&flow.provider, &organization_id, &provider.resource);
-    // A new grant replaces the old one: nothing remembered of the old tokens may be reused.
-    state.workspace.tokens().forget(&key);
-    if let Err(error) = state
-        .vault
-        .save_connected(&key, &tokens, &provider.scopes, state.clock.now())
+    let grant_id = match state
+        .workspace
+        .tokens()
+        .connect(&key, tokens, provider.scopes.clone())
         .await
     {
-        tracing::error!(error = %crate::server::error_chain(&error), "could not store the connection");
-        return failed(ConnectFailure::Unavailable);
-    }
-    if let Err(error) = session::bind_connection(&session, &key).await {
+        Ok(grant_id) => grant_id,
+        Err(error) => {
+            tracing::error!(?error, "could not store the connection");
+            return failed(ConnectFailure::Unavailable);
+        }
+    };
+    let binding = Binding { key, grant_id };
+    if let Err(error) = session::bind_connection(&session, &binding).await {
         tracing::error!(error = %crate::server::error_chain(&error), "could not bind the session");
         return failed(ConnectFailure::Unavailable);
     }

@@ -133,6 +133,24 @@ pub struct ConnectionInfo {
     pub refreshed_at: Option<SystemTime>,
     pub has_refresh_token: bool,
     pub generation: i64,
+    /// The grant the row holds now (see [`Binding`]).
+    pub grant_id: String,
+}
+
+/// What a browser session holds: a connection, and the grant it completed itself. The row may
+/// be used for this session only while it still holds that grant: after a disconnect and a new
+/// authorization by someone else, the row is another grant, and this session is not connected.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Binding {
+    pub key: ConnectionKey,
+    pub grant_id: String,
+}
+
+impl Binding {
+    /// Whether the row's facts belong to this session's grant.
+    pub fn holds(&self, info: &ConnectionInfo) -> bool {
+        info.grant_id == self.grant_id
+    }
 }
 
 /// A connection with its tokens decrypted. Lives only in memory, briefly.

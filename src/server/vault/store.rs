@@ -41,7 +41,7 @@ pub fn from_unix(secs: i64) -> SystemTime {
 
 /// The columns every read of a connection takes.
 const CONNECTION_COLUMNS: &str = "SELECT scopes, status, access_expires_at, connected_at, \
-     refreshed_at, generation, key_id, access_token, refresh_token FROM connections \
+     refreshed_at, generation, grant_id, key_id, access_token, refresh_token FROM connections \
      WHERE provider = $1 AND organization_id = $2 AND resource = $3";
 
 /// A connection row as stored: sealed tokens, Unix seconds.
@@ -53,6 +53,7 @@ struct ConnectionRow {
     connected_at: i64,
     refreshed_at: Option<i64>,
     generation: i64,
+    grant_id: String,
     key_id: String,
     access_token: Vec<u8>,
     refresh_token: Option<Vec<u8>>,
@@ -74,6 +75,7 @@ impl ConnectionRow {
             refreshed_at: self.refreshed_at.map(from_unix),
             has_refresh_token: self.refresh_token.is_some(),
             generation: self.generation,
+            grant_id: self.grant_id.clone(),
         }
     }
 }
@@ -130,6 +132,14 @@ fn first_generation() -> Result<i64, VaultError> {
     getrandom::fill(&mut bytes[3..]).map_err(|_| VaultError::Random)?;
     // 40 random bits: far from i64::MAX, however many refreshes follow.
     Ok(i64::from_be_bytes(bytes) + 1)
+}
+
+/// A new grant's id: 128 random bits, hex. Not secret (it only names the grant a session
+/// completed), but unguessable, so no session can claim a grant it did not complete.
+fn new_grant_id() -> Result<String, VaultError> {
+    let mut bytes = [0u8; 16];
+    getrandom::fill(&mut bytes).map_err(|_| VaultError::Random)?;
+    Ok(bytes.iter().map(|b| format!("{b:02x}")).collect())
 }
 
 /// Reads and writes sealed connections.
@@ -194,15 +204,31 @@ impl ConnectionStore {
         })?)
     }
 
-    /// Stores a new connection (or replaces one), as after a completed authorization.
-    #[tracing::instrument(skip_all, fields(org = %key.organization_id))]
+    /// Stores a new connection (or replaces one), as after a completed authorization; returns
+    /// the new grant's id, which the browser that completed it is bound to.
     pub async fn save_connected(
         &self,
         key: &ConnectionKey,
         tokens: &TokenSet,
         requested_scopes: &[String],
         now: SystemTime,
-    ) -> Result<(), VaultError> {
+    ) -> Result<String, VaultError> {
+        let mut no_lease = RefreshLease { transaction: None };
+        self.save_connected_under(&mut no_lease, key, tokens, requested_scopes, now)
+            .await
+    }
+
+    /// [`Self::save_connected`] under a lease (on PostgreSQL, in the transaction holding the
+    /// row lock, which a write from another pooled connection would wait on).
+    #[tracing::instrument(skip_all, fields(org = %key.organization_id))]
+    pub async fn save_connected_under(
+        &self,
+        lease: &mut RefreshLease,
+        key: &ConnectionKey,
+        tokens: &TokenSet,
+        requested_scopes: &[String],
+        now: SystemTime,
+    ) -> Result<String, VaultError> {
         let access = self.seal(key, "access_token", tokens.access_token.expose())?;
         let refresh = tokens
             .refresh_token
@@ -216,18 +242,20 @@ impl ConnectionStore {
             .unwrap_or_else(|| requested_scopes.to_vec())
             .join(" ");
         let generation = first_generation()?;
-        on_pool!(&self.db, pool => {
+        let grant_id = new_grant_id()?;
+        under_lease!(self, lease, exec => {
             sqlx::query(
                 "INSERT INTO connections (provider, organization_id, resource, key_id, \
                  access_token, refresh_token, access_expires_at, scopes, status, connected_at, \
-                 refreshed_at, updated_at, generation) \
-                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, 'active', $9, NULL, $9, $10) \
+                 refreshed_at, updated_at, generation, grant_id) \
+                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, 'active', $9, NULL, $9, $10, $11) \
                  ON CONFLICT (provider, organization_id, resource) DO UPDATE SET \
                  key_id = excluded.key_id, access_token = excluded.access_token, \
                  refresh_token = excluded.refresh_token, \
                  access_expires_at = excluded.access_expires_at, scopes = excluded.scopes, \
                  status = 'active', connected_at = excluded.connected_at, refreshed_at = NULL, \
-                 updated_at = excluded.updated_at, generation = connections.generation + 1",
+                 updated_at = excluded.updated_at, generation = connections.generation + 1, \
+                 grant_id = excluded.grant_id",
             )
             .bind(&key.provider)
             .bind(&key.organization_id)
@@ -239,11 +267,12 @@ impl ConnectionStore {
             .bind(scopes)
             .bind(to_unix(now))
             .bind(generation)
-            .execute(pool)
+            .bind(&grant_id)
+            .execute(exec)
             .await
             .map(drop)
         })?;
-        Ok(())
+        Ok(grant_id)
     }
 
     /// Takes the lease for refreshing this connection and reads the row under it: whoever held
@@ -259,10 +288,30 @@ impl ConnectionStore {
         key: &ConnectionKey,
         bound: Duration,
     ) -> Result<(RefreshLease, Option<Connection>), VaultError> {
+        let (lease, row) = self.lease_row(key, bound).await?;
+        let connection = row.map(|row| self.decrypt(key, row)).transpose()?;
+        Ok((lease, connection))
+    }
+
+    /// The lease alone, for replacing or deleting a row whose tokens cannot be decrypted.
+    pub async fn lease_without_reading(
+        &self,
+        key: &ConnectionKey,
+        bound: Duration,
+    ) -> Result<(RefreshLease, Option<Connection>), VaultError> {
+        let (lease, _) = self.lease_row(key, bound).await?;
+        Ok((lease, None))
+    }
+
+    async fn lease_row(
+        &self,
+        key: &ConnectionKey,
+        bound: Duration,
+    ) -> Result<(RefreshLease, Option<ConnectionRow>), VaultError> {
         let pool = match &self.db {
             Db::Sqlite(_) => {
-                let connection = self.load(key).await?;
-                return Ok((RefreshLease { transaction: None }, connection));
+                let row = self.row(key).await?;
+                return Ok((RefreshLease { transaction: None }, row));
             }
             Db::Postgres(pool) => pool,
         };
@@ -287,12 +336,11 @@ impl ConnectionStore {
                 }
                 _ => VaultError::Database(error),
             })?;
-        let connection = row.map(|row| self.decrypt(key, row)).transpose()?;
         Ok((
             RefreshLease {
                 transaction: Some(transaction),
             },
-            connection,
+            row,
         ))
     }
 
@@ -402,7 +450,17 @@ impl ConnectionStore {
 
     /// Removes a connection and its tokens.
     pub async fn delete(&self, key: &ConnectionKey) -> Result<bool, VaultError> {
-        let deleted = on_pool!(&self.db, pool => {
+        self.delete_under(&mut RefreshLease { transaction: None }, key)
+            .await
+    }
+
+    /// [`Self::delete`] under a lease.
+    pub async fn delete_under(
+        &self,
+        lease: &mut RefreshLease,
+        key: &ConnectionKey,
+    ) -> Result<bool, VaultError> {
+        let deleted = under_lease!(self, lease, exec => {
             sqlx::query(
                 "DELETE FROM connections \
                  WHERE provider = $1 AND organization_id = $2 AND resource = $3",
@@ -410,7 +468,7 @@ impl ConnectionStore {
             .bind(&key.provider)
             .bind(&key.organization_id)
             .bind(&key.resource)
-            .execute(pool)
+            .execute(exec)
             .await
             .map(|done| done.rows_affected())
         })?;

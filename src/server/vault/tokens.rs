@@ -12,13 +12,44 @@ use std::collections::HashMap;
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
-use super::{AccessToken, ConnectionKey, ConnectionState, ConnectionStore, VaultError};
+use super::{
+    AccessToken, Binding, ConnectionInfo, ConnectionKey, ConnectionState, ConnectionStore,
+    TokenSet, VaultError,
+};
 use crate::server::clock::SharedClock;
-use crate::server::oauth::{OAuthClient, TokenCallError};
+use crate::server::oauth::{OAuthClient, Revocable, TokenCallError};
 
 /// Refresh this long before the access token expires, so a request never leaves with a token
-/// that dies on the way.
+/// that dies on the way; for short-lived tokens, half their lifetime instead (see
+/// [`refresh_margin`]).
 pub const REFRESH_MARGIN: Duration = Duration::from_secs(60);
+
+/// How long before its expiry a token that lives `lifetime` is refreshed: [`REFRESH_MARGIN`],
+/// or half the lifetime if that is less. With a fixed margin, a token living 60 s or less
+/// would be "due" the moment it arrives, and every request would refresh it again.
+pub fn refresh_margin(lifetime: Duration) -> Duration {
+    REFRESH_MARGIN.min(lifetime / 2)
+}
+
+/// Whether the stored access token is still good for its margin at `now`.
+fn is_fresh(info: &ConnectionInfo, now: std::time::SystemTime) -> bool {
+    let issued_at = info.refreshed_at.unwrap_or(info.connected_at);
+    let lifetime = info
+        .access_expires_at
+        .duration_since(issued_at)
+        .unwrap_or_default();
+    now + refresh_margin(lifetime) < info.access_expires_at
+}
+
+/// Why the Workspace refused a token, as far as the refresh is concerned.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Rejection {
+    /// `connection_expired`: the Workspace's own word that the token is no longer good.
+    Expired,
+    /// A 401 without a code (a proxy's, a stripped header): worth one refresh, but not proof
+    /// that the grant is over.
+    Bare,
+}
 
 /// Why no access token could be had.
 #[derive(Debug, thiserror::Error)]
@@ -37,6 +68,17 @@ pub enum TokenError {
     /// Another instance's refresh of this connection outlasted the lock's bound.
     #[error("another refresh of this connection is still running")]
     Busy,
+    /// `unauthorized_client` / `access_denied` at the token endpoint: a Workspace admin must
+    /// approve the app.
+    #[error("the authorization server says this app is not approved")]
+    NotApproved(#[source] TokenCallError),
+    /// A 401 without the Workspace's word on why, for a grant that cannot be refreshed: this
+    /// request fails, the connection stays.
+    #[error("the Workspace refused the token without saying why")]
+    RejectedWithoutReason,
+    /// A refresh response named another organization than the connection's.
+    #[error("the authorization server issued tokens for another organization")]
+    WrongOrganization,
     /// The refresh task ended without an answer (the runtime is shutting down).
     #[error("the refresh was interrupted")]
     Interrupted,
@@ -48,6 +90,15 @@ impl From<VaultError> for TokenError {
     fn from(error: VaultError) -> Self {
         match error {
             VaultError::Busy => TokenError::Busy,
+            // A key removed from the keyring, or a tampered row: these tokens are gone for
+            // good, and only a new authorization helps. Ours to investigate, hence an error.
+            error @ (VaultError::Cipher(_) | VaultError::Encoding) => {
+                tracing::error!(
+                    ?error,
+                    "a stored connection cannot be decrypted; it needs a new authorization"
+                );
+                TokenError::ReconnectRequired
+            }
             error => TokenError::Vault(error),
         }
     }
@@ -185,27 +236,141 @@ impl TokenManager {
         locks.entry(key.clone()).or_default().clone()
     }
 
-    /// A token that will still be valid for at least [`REFRESH_MARGIN`].
-    #[tracing::instrument(skip_all, fields(org = %key.organization_id))]
-    pub async fn access_token(&self, key: &ConnectionKey) -> Result<LeasedToken, TokenError> {
-        let (leased, expires_at, renewable) = self.stored(key).await?;
+    /// A token that will still be valid for at least its margin ([`refresh_margin`]), for the
+    /// session holding `binding`.
+    #[tracing::instrument(skip_all, fields(org = %binding.key.organization_id))]
+    pub async fn access_token(&self, binding: &Binding) -> Result<LeasedToken, TokenError> {
+        let (leased, info) = self.stored(binding).await?;
         // A grant without a refresh token cannot be renewed: its token is used until the
         // Workspace refuses it (see `refresh_under_lease`), without queueing for a lease.
-        if !renewable || self.clock.now() + REFRESH_MARGIN < expires_at {
+        if !info.has_refresh_token || is_fresh(&info, self.clock.now()) {
             return Ok(leased);
         }
-        self.refresh(key, leased.generation, false).await
+        self.refresh(binding, leased.generation, None).await
     }
 
     /// The Workspace refused the token from `stale_generation` (401): refresh once, unless
     /// another request already did.
-    #[tracing::instrument(skip_all, fields(org = %key.organization_id))]
+    #[tracing::instrument(skip_all, fields(org = %binding.key.organization_id))]
     pub async fn refresh_after_rejection(
         &self,
-        key: &ConnectionKey,
+        binding: &Binding,
         stale_generation: i64,
+        rejection: Rejection,
     ) -> Result<LeasedToken, TokenError> {
-        self.refresh(key, stale_generation, true).await
+        self.refresh(binding, stale_generation, Some(rejection))
+            .await
+    }
+
+    /// Stores a completed authorization, queued like a refresh (so it never writes under a
+    /// refresh of the grant it replaces), and returns the new grant's id. The grant it
+    /// replaces is revoked afterwards (RFC 7009, best effort): nothing will use it again, and
+    /// a grant left live at the Workspace is one more credential to leak.
+    pub async fn connect(
+        &self,
+        key: &ConnectionKey,
+        tokens: TokenSet,
+        requested_scopes: Vec<String>,
+    ) -> Result<String, TokenError> {
+        let this = self.clone();
+        let key = key.clone();
+        let running = RunningGuard::enter(&self.running);
+        let task = tokio::spawn(async move {
+            let _running = running;
+            let _guard = this.lock_for(&key).lock_owned().await;
+            let _permit = this.lease_permit().await?;
+            let (mut lease, previous) =
+                match this.store.lease_for_refresh(&key, this.lock_bound).await {
+                    Ok(leased) => leased,
+                    // An old row that cannot be decrypted is replaced all the same (unrevoked).
+                    Err(VaultError::Cipher(_) | VaultError::Encoding) => {
+                        let (lease, _) = this
+                            .store
+                            .lease_without_reading(&key, this.lock_bound)
+                            .await?;
+                        (lease, None)
+                    }
+                    Err(error) => return Err(error.into()),
+                };
+            let stored = this
+                .store
+                .save_connected_under(
+                    &mut lease,
+                    &key,
+                    &tokens,
+                    &requested_scopes,
+                    this.clock.now(),
+                )
+                .await;
+            let released = lease.release().await;
+            let grant_id = stored?;
+            released?;
+            // A new grant replaces the old one: nothing remembered of the old tokens may be reused.
+            this.forget(&key);
+            if let Some(previous) = previous {
+                // Off the person's way back to the app; shutdown still waits for it.
+                let oauth = this.oauth.clone();
+                let running = RunningGuard::enter(&this.running);
+                tokio::spawn(async move {
+                    let _running = running;
+                    let token =
+                        Revocable::best_of(previous.refresh_token.as_ref(), &previous.access_token);
+                    if let Err(error) = oauth.revoke(token).await {
+                        tracing::warn!(%error, "could not revoke the grant this authorization replaced");
+                    }
+                });
+            }
+            Ok(grant_id)
+        });
+        task.await.unwrap_or(Err(TokenError::Interrupted))
+    }
+
+    /// Revokes the grant `binding` holds and deletes the connection, queued like a refresh:
+    /// a refresh under way finishes first, and the refresh token revoked is the one stored now,
+    /// not one a refresh has just rotated out (which a server may ignore, RFC 7009 §2.2,
+    /// leaving the grant live). The row is deleted whatever the Workspace answers: the tokens
+    /// are purged locally even when it is unreachable.
+    pub async fn disconnect(&self, binding: &Binding) -> Result<(), TokenError> {
+        let this = self.clone();
+        let binding = binding.clone();
+        let running = RunningGuard::enter(&self.running);
+        let task = tokio::spawn(async move {
+            let _running = running;
+            let key = &binding.key;
+            let _guard = this.lock_for(key).lock_owned().await;
+            let _permit = this.lease_permit().await?;
+            let (mut lease, connection) = match this
+                .store
+                .lease_for_refresh(key, this.lock_bound)
+                .await
+            {
+                Ok(leased) => leased,
+                Err(VaultError::Cipher(_) | VaultError::Encoding) => {
+                    tracing::error!("disconnecting a connection that cannot be decrypted; deleting it unrevoked");
+                    this.store
+                        .lease_without_reading(key, this.lock_bound)
+                        .await?
+                }
+                Err(error) => return Err(error.into()),
+            };
+            if let Some(connection) = &connection {
+                if !binding.holds(&connection.info) {
+                    lease.release().await?;
+                    return Err(TokenError::NotConnected);
+                }
+                let token =
+                    Revocable::best_of(connection.refresh_token.as_ref(), &connection.access_token);
+                if let Err(error) = this.oauth.revoke(token).await {
+                    tracing::warn!(%error, "revocation failed; deleting the connection anyway");
+                }
+            }
+            let deleted = this.store.delete_under(&mut lease, key).await;
+            lease.release().await?;
+            deleted?;
+            this.forget(key);
+            Ok(())
+        });
+        task.await.unwrap_or(Err(TokenError::Interrupted))
     }
 
     /// The Workspace says the grant whose access token was `generation` is gone (the
@@ -229,7 +394,10 @@ impl TokenManager {
             let _running = running;
             let _guard = this.lock_for(&key).lock_owned().await;
             let _permit = this.lease_permit().await?;
-            let (mut lease, _) = this.store.lease_for_refresh(&key, this.lock_bound).await?;
+            let (mut lease, _) = this
+                .store
+                .lease_without_reading(&key, this.lock_bound)
+                .await?;
             let marked = this
                 .store
                 .mark_reconnect_required(&mut lease, &key, generation, this.clock.now())
@@ -301,26 +469,28 @@ impl TokenManager {
     /// token, and the old one is then a reused one (RFC 9700 §4.14.2).
     async fn refresh(
         &self,
-        key: &ConnectionKey,
+        binding: &Binding,
         seen_generation: i64,
-        rejected: bool,
+        rejected: Option<Rejection>,
     ) -> Result<LeasedToken, TokenError> {
         let this = self.clone();
-        let key = key.clone();
+        let binding = binding.clone();
         let running = RunningGuard::enter(&self.running);
         let task = tokio::spawn(async move {
             let _running = running;
-            this.refresh_detached(&key, seen_generation, rejected).await
+            this.refresh_detached(&binding, seen_generation, rejected)
+                .await
         });
         task.await.unwrap_or(Err(TokenError::Interrupted))
     }
 
     async fn refresh_detached(
         &self,
-        key: &ConnectionKey,
+        binding: &Binding,
         seen_generation: i64,
-        rejected: bool,
+        rejected: Option<Rejection>,
     ) -> Result<LeasedToken, TokenError> {
+        let key = &binding.key;
         // This instance's requests queue here; only the first goes on to the database.
         let lock = self.lock_for(key);
         let _guard = lock.lock().await;
@@ -335,7 +505,7 @@ impl TokenManager {
         // before us (here or in another instance) may have refreshed already.
         let (mut lease, connection) = self.store.lease_for_refresh(key, self.lock_bound).await?;
         let result = self
-            .refresh_under_lease(&mut lease, key, connection, seen_generation, rejected)
+            .refresh_under_lease(&mut lease, binding, connection, seen_generation, rejected)
             .await;
         // Released on every path; a failed refresh wrote nothing, so its commit is a no-op.
         lease.release().await?;
@@ -350,22 +520,27 @@ impl TokenManager {
     async fn refresh_under_lease(
         &self,
         lease: &mut super::RefreshLease,
-        key: &ConnectionKey,
+        binding: &Binding,
         connection: Option<super::Connection>,
         seen_generation: i64,
-        rejected: bool,
+        rejected: Option<Rejection>,
     ) -> Result<(LeasedToken, Option<i64>), TokenError> {
+        let key = &binding.key;
         let connection = connection.ok_or(TokenError::NotConnected)?;
+        // The row holds another grant now (disconnected and authorized again): it is not this
+        // session's to use, fresh or not.
+        if !binding.holds(&connection.info) {
+            return Err(TokenError::NotConnected);
+        }
         if connection.info.state == ConnectionState::ReconnectRequired {
             return Err(TokenError::ReconnectRequired);
         }
         let generation = connection.info.generation;
-        let now = self.clock.now();
-        let fresh = now + REFRESH_MARGIN < connection.info.access_expires_at;
+        let fresh = is_fresh(&connection.info, self.clock.now());
         // Another request refreshed while we waited (its token is fresh, or at least not the one
         // that was refused), or nothing needs doing: use what the vault holds.
-        let refreshed_elsewhere = generation != seen_generation && (fresh || rejected);
-        if refreshed_elsewhere || (fresh && !rejected) {
+        let refreshed_elsewhere = generation != seen_generation && (fresh || rejected.is_some());
+        if refreshed_elsewhere || (fresh && rejected.is_none()) {
             let leased = LeasedToken {
                 token: connection.access_token,
                 generation,
@@ -376,21 +551,43 @@ impl TokenManager {
             // A grant without a refresh token (no offline_access) cannot be renewed, but its
             // expiry is only our reading (or, without `expires_in`, our guess): the token is
             // used until the Workspace itself refuses it, and only then is the connection over.
-            if !rejected {
-                let leased = LeasedToken {
-                    token: connection.access_token,
-                    generation,
-                };
-                return Ok((leased, None));
-            }
-            return self
-                .give_up_or_take_newer(lease, key, generation, "no refresh token")
-                .await
-                .map(|leased| (leased, None));
+            return match rejected {
+                None => {
+                    let leased = LeasedToken {
+                        token: connection.access_token,
+                        generation,
+                    };
+                    Ok((leased, None))
+                }
+                // A bare 401 (a proxy's, a stripped header) is not the Workspace's word.
+                Some(Rejection::Bare) => Err(TokenError::RejectedWithoutReason),
+                Some(Rejection::Expired) => self
+                    .give_up_or_take_newer(lease, binding, generation, "no refresh token")
+                    .await
+                    .map(|leased| (leased, None)),
+            };
         };
 
         match self.oauth.refresh(&refresh_token).await {
             Ok(tokens) => {
+                // RFC 6749 §6 issues a refresh for the same grant: a response naming another
+                // organization is not this connection's. Its tokens are revoked, not stored,
+                // and the connection needs a new authorization.
+                if let Some(named) = tokens.organization_id.as_deref() {
+                    if named != key.organization_id {
+                        tracing::error!(named, "a refresh response named another organization; the connection is ended");
+                        let token =
+                            Revocable::best_of(tokens.refresh_token.as_ref(), &tokens.access_token);
+                        if let Err(error) = self.oauth.revoke(token).await {
+                            tracing::warn!(%error, "could not revoke the mismatching tokens");
+                        }
+                        self.store
+                            .mark_reconnect_required(lease, key, generation, self.clock.now())
+                            .await?;
+                        self.forget(key);
+                        return Err(TokenError::WrongOrganization);
+                    }
+                }
                 // The rotated refresh token is stored before the new access token is used.
                 let stored = self
                     .store
@@ -406,7 +603,10 @@ impl TokenManager {
                 let Some(stored_generation) = stored else {
                     // The connection was authorized again (or removed) while we refreshed the
                     // old grant: the new connection's tokens win.
-                    return self.current_active(key).await.map(|leased| (leased, None));
+                    return self
+                        .current_active(binding)
+                        .await
+                        .map(|leased| (leased, None));
                 };
                 tracing::info!("access token refreshed");
                 let leased = LeasedToken {
@@ -416,14 +616,20 @@ impl TokenManager {
                 Ok((leased, Some(generation)))
             }
             Err(TokenCallError::InvalidGrant) => self
-                .give_up_or_take_newer(lease, key, generation, "refresh token refused")
+                .give_up_or_take_newer(lease, binding, generation, "refresh token refused")
                 .await
                 .map(|leased| (leased, None)),
             Err(error @ TokenCallError::Unavailable { .. }) => {
                 tracing::warn!(%error, "refresh failed; will retry on the next request");
                 Err(TokenError::Unavailable(error))
             }
-            Err(error @ TokenCallError::Refused { .. }) => {
+            Err(error @ TokenCallError::NotApproved { .. }) => {
+                tracing::warn!(%error, "refresh refused: the app is not approved");
+                Err(TokenError::NotApproved(error))
+            }
+            Err(
+                error @ (TokenCallError::Refused { .. } | TokenCallError::UnusableResponse { .. }),
+            ) => {
                 tracing::error!(%error, "refresh refused; check the client registration");
                 Err(TokenError::Refused(error))
             }
@@ -437,16 +643,17 @@ impl TokenManager {
     async fn give_up_or_take_newer(
         &self,
         lease: &mut super::RefreshLease,
-        key: &ConnectionKey,
+        binding: &Binding,
         generation: i64,
         why: &'static str,
     ) -> Result<LeasedToken, TokenError> {
+        let key = &binding.key;
         let marked = self
             .store
             .mark_reconnect_required(lease, key, generation, self.clock.now())
             .await?;
         if !marked {
-            return self.current_active(key).await;
+            return self.current_active(binding).await;
         }
         tracing::warn!(why, "the connection needs a new authorization");
         self.forget(key);
@@ -454,21 +661,21 @@ impl TokenManager {
     }
 
     /// What the vault holds now, if it is usable.
-    async fn current_active(&self, key: &ConnectionKey) -> Result<LeasedToken, TokenError> {
-        self.stored(key).await.map(|(leased, _, _)| leased)
+    async fn current_active(&self, binding: &Binding) -> Result<LeasedToken, TokenError> {
+        self.stored(binding).await.map(|(leased, _)| leased)
     }
 
-    /// The stored access token of an active connection, when it expires, and whether the grant
-    /// can be refreshed.
-    async fn stored(
-        &self,
-        key: &ConnectionKey,
-    ) -> Result<(LeasedToken, std::time::SystemTime, bool), TokenError> {
+    /// The stored access token of an active connection of `binding`'s grant, and the row's
+    /// facts.
+    async fn stored(&self, binding: &Binding) -> Result<(LeasedToken, ConnectionInfo), TokenError> {
         let (info, token) = self
             .store
-            .access(key)
+            .access(&binding.key)
             .await?
             .ok_or(TokenError::NotConnected)?;
+        if !binding.holds(&info) {
+            return Err(TokenError::NotConnected);
+        }
         if info.state == ConnectionState::ReconnectRequired {
             return Err(TokenError::ReconnectRequired);
         }
@@ -476,6 +683,48 @@ impl TokenManager {
             token,
             generation: info.generation,
         };
-        Ok((leased, info.access_expires_at, info.has_refresh_token))
+        Ok((leased, info))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_margin_shrinks_with_the_lifetime() {
+        assert_eq!(refresh_margin(Duration::from_secs(3600)), REFRESH_MARGIN);
+        assert_eq!(refresh_margin(Duration::from_secs(120)), REFRESH_MARGIN);
+        assert_eq!(
+            refresh_margin(Duration::from_secs(60)),
+            Duration::from_secs(30)
+        );
+        assert_eq!(
+            refresh_margin(Duration::from_secs(20)),
+            Duration::from_secs(10)
+        );
+        assert_eq!(refresh_margin(Duration::ZERO), Duration::ZERO);
+    }
+
+    #[test]
+    fn a_short_lived_token_is_fresh_when_it_arrives() {
+        let now = std::time::UNIX_EPOCH + Duration::from_secs(1_000_000);
+        let info = |lifetime: u64| ConnectionInfo {
+            key: ConnectionKey::new("qentrah", "org", "r"),
+            scopes: vec![],
+            state: ConnectionState::Active,
+            access_expires_at: now + Duration::from_secs(lifetime),
+            connected_at: now,
+            refreshed_at: None,
+            has_refresh_token: true,
+            generation: 1,
+            grant_id: String::new(),
+        };
+        // A 20 s token is good for its first 10 s; with a fixed 60 s margin it never was.
+        assert!(is_fresh(&info(20), now));
+        assert!(is_fresh(&info(20), now + Duration::from_secs(9)));
+        assert!(!is_fresh(&info(20), now + Duration::from_secs(10)));
+        assert!(is_fresh(&info(3600), now + Duration::from_secs(3539)));
+        assert!(!is_fresh(&info(3600), now + Duration::from_secs(3540)));
     }
 }

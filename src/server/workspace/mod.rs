@@ -11,8 +11,8 @@ use serde_json::Value;
 
 use self::records::{parse_organization, parse_page, ParseError};
 use crate::domain::{DashboardView, OrganizationView, RecordView};
-use crate::server::vault::tokens::{LeasedToken, TokenError, TokenManager};
-use crate::server::vault::ConnectionKey;
+use crate::server::vault::tokens::{LeasedToken, Rejection, TokenError, TokenManager};
+use crate::server::vault::Binding;
 
 /// Bodies larger than this are refused rather than read (a misbehaving upstream must not
 /// exhaust memory).
@@ -23,8 +23,8 @@ pub const MAX_RESPONSE_BYTES: usize = 4 * 1024 * 1024;
 pub enum WorkspaceError {
     #[error("this browser has no connection")]
     NotConnected,
-    /// `connection_not_found`, `connection_expired`, `missing_bearer` after a refresh, or a
-    /// refresh token the Workspace refused.
+    /// `connection_not_found`, `connection_expired` after a refresh, or a refresh token the
+    /// Workspace refused.
     #[error("the connection must be authorized again ({code})")]
     ReconnectRequired { code: String },
     /// `app_not_approved`: only a Workspace admin can fix it.
@@ -42,6 +42,10 @@ pub enum WorkspaceError {
     /// The Workspace refused our client registration.
     #[error("the authorization server refused this app's request")]
     Misconfigured,
+    /// `missing_bearer`: the token never arrived (our bug, or a proxy that strips the header).
+    /// A new token or a new authorization cannot help; retry, and look at our side.
+    #[error("the Workspace received no bearer token")]
+    BearerNotReceived,
     #[error("the token vault failed")]
     Vault(#[source] crate::server::vault::VaultError),
 }
@@ -57,6 +61,11 @@ impl From<TokenError> for WorkspaceError {
                 detail: e.to_string(),
             },
             TokenError::Refused(_) => WorkspaceError::Misconfigured,
+            TokenError::NotApproved(_) => WorkspaceError::AppNotApproved,
+            TokenError::WrongOrganization => WorkspaceError::WrongOrganization,
+            TokenError::RejectedWithoutReason => WorkspaceError::Unavailable {
+                detail: "the Workspace refused the token without an error code".to_owned(),
+            },
             TokenError::Busy => WorkspaceError::Unavailable {
                 detail: "another instance is still refreshing this connection".to_owned(),
             },
@@ -114,11 +123,10 @@ pub fn parse_error_body(body: &[u8]) -> WorkspaceErrorBody {
 /// What a failed response means.
 fn classify(status: StatusCode, body: &WorkspaceErrorBody) -> WorkspaceError {
     match body.code.as_deref() {
-        Some("connection_not_found" | "connection_expired" | "missing_bearer") => {
-            WorkspaceError::ReconnectRequired {
-                code: body.code.clone().unwrap_or_default(),
-            }
-        }
+        Some("connection_not_found" | "connection_expired") => WorkspaceError::ReconnectRequired {
+            code: body.code.clone().unwrap_or_default(),
+        },
+        Some("missing_bearer") => WorkspaceError::BearerNotReceived,
         Some("app_not_approved") => WorkspaceError::AppNotApproved,
         Some("scope_denied") => WorkspaceError::ScopeDenied {
             scope: body.message.as_deref().and_then(scope_in_message),
@@ -165,22 +173,39 @@ impl WorkspaceClient {
 
     /// `GET {base}/api/v1/partner/organizations/{org}/{resource}` as JSON, with one refresh and
     /// one retry when the Workspace says the token is no longer good.
-    #[tracing::instrument(skip_all, fields(org = %key.organization_id, resource = resource))]
     pub async fn get(
         &self,
-        key: &ConnectionKey,
+        binding: &Binding,
         resource: &str,
         query: &[(&str, &str)],
     ) -> Result<Value, WorkspaceError> {
-        let leased = self.tokens.access_token(key).await?;
-        let (leased, outcome) = match self.send(key, resource, query, &leased).await {
-            Err(Rejected::TokenRejected { .. }) => {
+        self.get_leased(binding, resource, query)
+            .await
+            .map(|(value, _)| value)
+    }
+
+    /// [`Self::get`], with the vault generation of the token that answered.
+    #[tracing::instrument(skip_all, fields(org = %binding.key.organization_id, resource = resource))]
+    async fn get_leased(
+        &self,
+        binding: &Binding,
+        resource: &str,
+        query: &[(&str, &str)],
+    ) -> Result<(Value, i64), WorkspaceError> {
+        let key = &binding.key;
+        let leased = self.tokens.access_token(binding).await?;
+        let (leased, outcome) = match self.send(binding, resource, query, &leased).await {
+            Err(Rejected::TokenRejected { code }) => {
                 // RFC 6750 §3.1 invalid_token: refresh once, retry once, never loop.
+                let rejection = match code.as_deref() {
+                    Some("connection_expired") => Rejection::Expired,
+                    _ => Rejection::Bare,
+                };
                 let leased = self
                     .tokens
-                    .refresh_after_rejection(key, leased.generation)
+                    .refresh_after_rejection(binding, leased.generation, rejection)
                     .await?;
-                let outcome = match self.send(key, resource, query, &leased).await {
+                let outcome = match self.send(binding, resource, query, &leased).await {
                     Ok(value) => Ok(value),
                     // Refused again, with a token fresh from the Workspace itself.
                     Err(Rejected::TokenRejected { code }) => {
@@ -206,21 +231,35 @@ impl WorkspaceClient {
                 }
             }
         }
-        outcome
+        if let Err(WorkspaceError::BearerNotReceived) = &outcome {
+            tracing::error!("the Workspace says no bearer token arrived: check proxies between us");
+        }
+        outcome.map(|value| (value, leased.generation))
     }
 
-    /// The organization's profile (`me`).
+    /// The organization's profile (`me`). It must be the connection's own organization: a
+    /// token that answers for another one is not used again (the connection needs a new
+    /// authorization).
     pub async fn organization(
         &self,
-        key: &ConnectionKey,
+        binding: &Binding,
     ) -> Result<OrganizationView, WorkspaceError> {
-        Ok(parse_organization(&self.get(key, "me", &[]).await?)?)
+        let (body, generation) = self.get_leased(binding, "me", &[]).await?;
+        let organization = parse_organization(&body)?;
+        if organization.id != binding.key.organization_id {
+            tracing::error!(named = %organization.id, "me names another organization than the connection's; its tokens are no longer used");
+            if let Err(error) = self.tokens.mark_refused(&binding.key, generation).await {
+                tracing::warn!(%error, "could not mark the mismatching connection");
+            }
+            return Err(WorkspaceError::WrongOrganization);
+        }
+        Ok(organization)
     }
 
     /// A whole list (`clients` or `properties`), following `next_cursor` on the server.
     pub async fn list(
         &self,
-        key: &ConnectionKey,
+        binding: &Binding,
         resource: &str,
     ) -> Result<Vec<RecordView>, WorkspaceError> {
         let mut records = Vec::new();
@@ -230,7 +269,7 @@ impl WorkspaceClient {
             if let Some(cursor) = &cursor {
                 query.push(("cursor", cursor.as_str()));
             }
-            let page = parse_page(&self.get(key, resource, &query).await?)?;
+            let page = parse_page(&self.get(binding, resource, &query).await?)?;
             records.extend(page.records);
             match page.next_cursor {
                 Some(next) if Some(&next) != cursor.as_ref() => cursor = Some(next),
@@ -243,11 +282,11 @@ impl WorkspaceClient {
     }
 
     /// `me`, `clients` and `properties` at once: one round trip's latency, not three.
-    pub async fn dashboard(&self, key: &ConnectionKey) -> Result<DashboardView, WorkspaceError> {
+    pub async fn dashboard(&self, binding: &Binding) -> Result<DashboardView, WorkspaceError> {
         let (organization, clients, properties) = tokio::try_join!(
-            self.organization(key),
-            self.list(key, "clients"),
-            self.list(key, "properties"),
+            self.organization(binding),
+            self.list(binding, "clients"),
+            self.list(binding, "properties"),
         )?;
         Ok(DashboardView {
             organization,
@@ -258,13 +297,14 @@ impl WorkspaceClient {
 
     async fn send(
         &self,
-        key: &ConnectionKey,
+        binding: &Binding,
         resource: &str,
         query: &[(&str, &str)],
         leased: &LeasedToken,
     ) -> Result<Value, Rejected> {
         // The id is checked at the callback to need no escaping in a path and not to be a dot
         // segment; checked again here, since a token must never go to another path.
+        let key = &binding.key;
         if !crate::server::oauth::client::is_usable_organization_id(&key.organization_id) {
             return Err(Rejected::Other(WorkspaceError::ReconnectRequired {
                 code: "unusable_organization_id".to_owned(),
@@ -302,12 +342,10 @@ impl WorkspaceClient {
         }
         let parsed = parse_error_body(&body);
         let error = classify(status, &parsed);
-        // Only an expired or unrecognised token is worth a refresh; a deleted connection is not.
+        // Only an expired or unrecognised token is worth a refresh; a deleted connection is not,
+        // nor a bearer that never arrived (a new token would not arrive either).
         let refreshable = status == StatusCode::UNAUTHORIZED
-            && matches!(
-                parsed.code.as_deref(),
-                Some("connection_expired" | "missing_bearer") | None
-            );
+            && matches!(parsed.code.as_deref(), Some("connection_expired") | None);
         if refreshable {
             return Err(Rejected::TokenRejected { code: parsed.code });
         }
@@ -323,35 +361,19 @@ enum Rejected {
     Other(WorkspaceError),
 }
 
-async fn read_limited(mut response: reqwest::Response) -> Result<Vec<u8>, WorkspaceError> {
-    if response
-        .content_length()
-        .is_some_and(|len| len > MAX_RESPONSE_BYTES as u64)
-    {
-        return Err(WorkspaceError::Unavailable {
-            detail: "the Workspace response is too large".to_owned(),
-        });
-    }
-    let mut body = Vec::new();
-    while let Some(chunk) = response
-        .chunk()
+async fn read_limited(response: reqwest::Response) -> Result<Vec<u8>, WorkspaceError> {
+    use crate::server::oauth::client::{read_capped, CappedReadError};
+    read_capped(response, MAX_RESPONSE_BYTES)
         .await
-        .map_err(|e| WorkspaceError::Unavailable {
-            detail: if e.is_timeout() {
-                "the Workspace did not finish its answer in time".to_owned()
-            } else {
-                e.without_url().to_string()
+        .map_err(|error| WorkspaceError::Unavailable {
+            detail: match error {
+                CappedReadError::TooLarge => "the Workspace response is too large".to_owned(),
+                CappedReadError::Transport(e) if e.is_timeout() => {
+                    "the Workspace did not finish its answer in time".to_owned()
+                }
+                CappedReadError::Transport(e) => e.without_url().to_string(),
             },
-        })?
-    {
-        if body.len() + chunk.len() > MAX_RESPONSE_BYTES {
-            return Err(WorkspaceError::Unavailable {
-                detail: "the Workspace response is too large".to_owned(),
-            });
-        }
-        body.extend_from_slice(&chunk);
-    }
-    Ok(body)
+        })
 }
 
 /// The one HTTP client: connect and total timeouts, and no redirects (a redirect from a token
@@ -362,6 +384,9 @@ pub fn http_client(timeout: Duration) -> Result<reqwest::Client, reqwest::Error>
         .connect_timeout(timeout.min(Duration::from_secs(5)))
         .timeout(timeout)
         .pool_idle_timeout(Duration::from_secs(90))
+        // No proxy from HTTP(S)_PROXY / ALL_PROXY: nobody configured one for this app on
+        // purpose, and a proxy sees every bearer token and client secret we send.
+        .no_proxy()
         .user_agent(concat!("qentrah-connect/", env!("CARGO_PKG_VERSION")))
         .build()
 }
