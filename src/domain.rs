@@ -46,12 +46,47 @@ pub struct RecordView {
     pub location: Option<String>,
 }
 
-/// Everything the overview page shows, loaded in one concurrent round trip.
+/// The organization's lists.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub enum ListKind {
+    Clients,
+    Properties,
+}
+
+/// One page of a list as a page of this app shows it: the records, and the cursor of the
+/// next page if there is one (an opaque value the Workspace issued: not a secret, and the
+/// Workspace checks it belongs to this organization's list).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RecordPage {
+    pub records: Vec<RecordView>,
+    pub next_cursor: Option<String>,
+    /// The whole list's length, when the Workspace says.
+    pub total: Option<u64>,
+}
+
+impl RecordPage {
+    /// "12", "240", or "100+" when only the first page is known.
+    pub fn count_label(&self) -> String {
+        match (self.total, &self.next_cursor) {
+            (Some(total), _) => total.to_string(),
+            (None, None) => self.records.len().to_string(),
+            (None, Some(_)) => format!("{}+", self.records.len()),
+        }
+    }
+
+    /// Whether these records are the whole list.
+    pub fn is_complete(&self) -> bool {
+        self.next_cursor.is_none()
+    }
+}
+
+/// Everything the overview page shows, loaded in one concurrent round trip: the profile, and
+/// the first page of each list (never the whole of a list that may hold thousands).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct DashboardView {
     pub organization: OrganizationView,
-    pub clients: Vec<RecordView>,
-    pub properties: Vec<RecordView>,
+    pub clients: RecordPage,
+    pub properties: RecordPage,
 }
 
 /// Why a connection attempt ended without a connection; the callback redirects to

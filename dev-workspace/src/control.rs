@@ -131,6 +131,17 @@ impl Control {
         self.world.lock().token_quirks = quirks;
     }
 
+    /// Gives an organization `count` clients in all (generated like the seed's), to try lists of
+    /// any size. Returns false for an unknown organization.
+    pub fn set_client_count(&self, organization_id: &str, count: usize) -> bool {
+        let mut w = self.world.lock();
+        let Some(org) = w.organizations.iter_mut().find(|o| o.id == organization_id) else {
+            return false;
+        };
+        crate::seed::set_client_count(org, count);
+        true
+    }
+
     /// Holds an endpoint's answers back for `delay` after it has acted (0 removes it).
     pub fn set_response_delay(&self, endpoint: Endpoint, delay: Duration) {
         let mut w = self.world.lock();

@@ -60,7 +60,7 @@ fn authorize(
     query: &Params,
     organization_id: &str,
     scope: &str,
-) -> Result<(), ApiError> {
+) -> Result<String, ApiError> {
     if query.get("access_token").is_some() {
         // RFC 9700 §2.2.2 / RFC 6750 §2.3: tokens in URLs leak through logs and referrers.
         return Err(ApiError::new(
@@ -165,7 +165,7 @@ fn authorize(
             format!("This request needs the {scope} scope."),
         ));
     }
-    Ok(())
+    Ok(record.grant_id.clone())
 }
 
 fn parse_query(query: Option<String>) -> Result<Params, ApiError> {
@@ -250,7 +250,8 @@ fn list(
     records: impl Fn(&crate::seed::Organization) -> &Vec<Value>,
 ) -> Result<Json<Value>, ApiError> {
     let query = parse_query(query)?;
-    authorize(world, headers, &query, organization_id, scope)?;
+    let grant_id = authorize(world, headers, &query, organization_id, scope)?;
+    let list = scope.trim_end_matches(":read");
     let limit = match query.get("limit") {
         None => DEFAULT_LIMIT,
         Some(raw) => raw
@@ -267,13 +268,15 @@ fn list(
     };
     let offset = match query.get("cursor") {
         None => 0,
-        Some(cursor) => decode_cursor(cursor).ok_or_else(|| {
-            ApiError::new(
-                StatusCode::BAD_REQUEST,
-                "invalid_cursor",
-                "cursor is not one this API returned",
-            )
-        })?,
+        Some(cursor) => {
+            decode_cursor(cursor, list, organization_id, &grant_id).ok_or_else(|| {
+                ApiError::new(
+                    StatusCode::BAD_REQUEST,
+                    "invalid_cursor",
+                    "cursor is not one this API returned",
+                )
+            })?
+        }
     };
     let w = world.lock();
     let org = w.organization(organization_id).ok_or_else(|| {
@@ -286,21 +289,30 @@ fn list(
     let all = records(org);
     let page: Vec<Value> = all.iter().skip(offset).take(limit).cloned().collect();
     let next = offset + page.len();
-    let next_cursor = (next < all.len()).then(|| encode_cursor(next));
+    let next_cursor =
+        (next < all.len()).then(|| encode_cursor(list, organization_id, &grant_id, next));
     Ok(Json(json!({ "data": page, "next_cursor": next_cursor })))
 }
 
-fn encode_cursor(offset: usize) -> String {
-    URL_SAFE_NO_PAD.encode(format!("offset:{offset}"))
+/// A cursor is bound to the list, the organization and the grant it was issued for, as real
+/// APIs bind theirs: one from another list, another organization or another connection is
+/// refused (`invalid_cursor`), so a client that mixes them up fails here.
+fn encode_cursor(list: &str, organization_id: &str, grant_id: &str, offset: usize) -> String {
+    URL_SAFE_NO_PAD.encode(format!(
+        "v1\0{list}\0{organization_id}\0{grant_id}\0{offset}"
+    ))
 }
 
-fn decode_cursor(cursor: &str) -> Option<usize> {
+fn decode_cursor(cursor: &str, list: &str, organization_id: &str, grant_id: &str) -> Option<usize> {
     let bytes = URL_SAFE_NO_PAD.decode(cursor).ok()?;
-    String::from_utf8(bytes)
-        .ok()?
-        .strip_prefix("offset:")?
-        .parse()
-        .ok()
+    let text = String::from_utf8(bytes).ok()?;
+    let mut parts = text.split('\0');
+    let bound = parts.next() == Some("v1")
+        && parts.next() == Some(list)
+        && parts.next() == Some(organization_id)
+        && parts.next() == Some(grant_id);
+    let offset = parts.next()?.parse().ok()?;
+    (bound && parts.next().is_none()).then_some(offset)
 }
 
 #[cfg(test)]
@@ -309,8 +321,26 @@ mod tests {
 
     #[test]
     fn cursors_round_trip_and_garbage_is_refused() {
-        assert_eq!(decode_cursor(&encode_cursor(150)), Some(150));
-        assert_eq!(decode_cursor("not-a-cursor"), None);
-        assert_eq!(decode_cursor(&URL_SAFE_NO_PAD.encode("offset:x")), None);
+        let cursor = encode_cursor("client", "org_a", "grant_1", 150);
+        assert_eq!(
+            decode_cursor(&cursor, "client", "org_a", "grant_1"),
+            Some(150)
+        );
+        assert_eq!(decode_cursor(&cursor, "property", "org_a", "grant_1"), None);
+        assert_eq!(decode_cursor(&cursor, "client", "org_b", "grant_1"), None);
+        assert_eq!(decode_cursor(&cursor, "client", "org_a", "grant_2"), None);
+        assert_eq!(
+            decode_cursor("not-a-cursor", "client", "org_a", "grant_1"),
+            None
+        );
+        assert_eq!(
+            decode_cursor(
+                &URL_SAFE_NO_PAD.encode("offset:x"),
+                "client",
+                "org_a",
+                "grant_1"
+            ),
+            None
+        );
     }
 }

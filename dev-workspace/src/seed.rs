@@ -220,6 +220,16 @@ fn tricky() -> Organization {
     }
 }
 
+/// Grows or shrinks an organization's clients to `count`, generating the new ones like the seed.
+pub fn set_client_count(org: &mut Organization, count: usize) {
+    let code = org.id.trim_start_matches("org_").to_owned();
+    let existing = org.clients.len();
+    org.clients.truncate(count);
+    for i in existing..count {
+        org.clients.push(client(&code, i, person(i)));
+    }
+}
+
 /// An organization whose id is all digits, as Workspaces backed by integer keys have them (with
 /// the `numeric_organization_id` quirk, token responses send it as a JSON number).
 fn numbered() -> Organization {

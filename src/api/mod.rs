@@ -7,7 +7,7 @@ pub use error::AppError;
 
 use leptos::prelude::*;
 
-use crate::domain::{ConnectionView, DashboardView, OrganizationView, RecordView};
+use crate::domain::{ConnectionView, DashboardView, ListKind, OrganizationView, RecordPage};
 
 /// The browser's connection, or why there is none.
 #[server(endpoint = "connection_status")]
@@ -23,25 +23,48 @@ pub async fn organization_overview() -> Result<OrganizationView, AppError> {
     with_status(async { state()?.organization(&connection_key().await?).await }.await)
 }
 
-/// The organization with its clients and properties, loaded concurrently.
+/// The organization with the first page of its clients and properties, loaded concurrently.
 #[server(endpoint = "dashboard")]
 pub async fn dashboard() -> Result<DashboardView, AppError> {
     use crate::server::api_support::{connection_key, state, with_status};
     with_status(async { state()?.dashboard(&connection_key().await?).await }.await)
 }
 
-/// Every client of the organization (pagination followed on the server).
-#[server(endpoint = "clients")]
-pub async fn list_clients() -> Result<Vec<RecordView>, AppError> {
+/// The first upstream page of a list, for an overview (one call to the Workspace).
+#[server(endpoint = "first_page")]
+pub async fn first_page(list: ListKind) -> Result<RecordPage, AppError> {
     use crate::server::api_support::{connection_key, state, with_status};
-    with_status(async { state()?.list(&connection_key().await?, "clients").await }.await)
+    with_status(async { state()?.first_page(&connection_key().await?, list).await }.await)
 }
 
-/// Every property of the organization (pagination followed on the server).
-#[server(endpoint = "properties")]
-pub async fn list_properties() -> Result<Vec<RecordView>, AppError> {
+/// One page of the organization's clients, from `cursor` (the first page without one).
+#[server(endpoint = "clients")]
+pub async fn list_clients(cursor: Option<String>) -> Result<RecordPage, AppError> {
     use crate::server::api_support::{connection_key, state, with_status};
-    with_status(async { state()?.list(&connection_key().await?, "properties").await }.await)
+    use crate::server::workspace::ListResource;
+    with_status(
+        async {
+            state()?
+                .page(&connection_key().await?, ListResource::Clients, cursor)
+                .await
+        }
+        .await,
+    )
+}
+
+/// One page of the organization's properties, from `cursor` (the first page without one).
+#[server(endpoint = "properties")]
+pub async fn list_properties(cursor: Option<String>) -> Result<RecordPage, AppError> {
+    use crate::server::api_support::{connection_key, state, with_status};
+    use crate::server::workspace::ListResource;
+    with_status(
+        async {
+            state()?
+                .page(&connection_key().await?, ListResource::Properties, cursor)
+                .await
+        }
+        .await,
+    )
 }
 
 /// Revokes and deletes the browser's connection; works even when the Workspace is down.

@@ -8,7 +8,7 @@ use super::vault::store::to_unix;
 use super::vault::{Binding, ConnectionState};
 use super::workspace::WorkspaceError;
 use crate::api::AppError;
-use crate::domain::{self, ConnectionView, DashboardView, OrganizationView, RecordView};
+use crate::domain::{self, ConnectionView, DashboardView, OrganizationView, RecordPage};
 
 /// Gives an error its HTTP status (a server function's error is otherwise a 500): the caller's
 /// state is a 4xx, the Workspace's trouble a 503, only our own failure a 500.
@@ -94,6 +94,7 @@ impl From<WorkspaceError> for AppError {
                 AppError::Retry
             }
             WorkspaceError::BearerNotReceived => AppError::Retry,
+            WorkspaceError::CursorRefused => AppError::Request,
             WorkspaceError::Vault(error) => vault_failure("token vault", &error),
         }
     }
@@ -158,12 +159,31 @@ impl AppState {
         Ok(self.workspace.dashboard(binding).await?)
     }
 
-    pub async fn list(
+    /// The first upstream page of a list.
+    pub async fn first_page(
         &self,
         binding: &Binding,
-        resource: &str,
-    ) -> Result<Vec<RecordView>, AppError> {
-        Ok(self.workspace.list(binding, resource).await?)
+        list: domain::ListKind,
+    ) -> Result<RecordPage, AppError> {
+        Ok(self.workspace.first_page(binding, list.into()).await?)
+    }
+
+    /// One page of a list. A cursor is the browser's input: one too long to be the
+    /// Workspace's is refused here (400); one the Workspace refuses is refused too.
+    pub async fn page(
+        &self,
+        binding: &Binding,
+        resource: crate::server::workspace::ListResource,
+        cursor: Option<String>,
+    ) -> Result<RecordPage, AppError> {
+        let cursor = cursor.filter(|c| !c.is_empty());
+        if cursor.as_ref().is_some_and(|c| c.len() > 2048) {
+            return Err(AppError::Request);
+        }
+        Ok(self
+            .workspace
+            .page(binding, resource, cursor.as_deref())
+            .await?)
     }
 
     /// Revokes the grant (RFC 7009: its refresh token, or its access token when it has none),

@@ -25,6 +25,38 @@ pub mod var {
     pub const AUTH_RATE_LIMIT_PER_MINUTE: &str = "AUTH_RATE_LIMIT_PER_MINUTE";
     pub const HTTP_TIMEOUT_MS: &str = "QENTRAH_HTTP_TIMEOUT_MS";
     pub const TRUSTED_PROXY_HOPS: &str = "TRUSTED_PROXY_HOPS";
+    pub const PAGE_SIZE: &str = "QENTRAH_PAGE_SIZE";
+}
+
+/// The `limit` asked of the partner API's lists, by default, and the range accepted.
+pub const DEFAULT_PAGE_SIZE: u32 = 100;
+pub const PAGE_SIZE_RANGE: std::ops::RangeInclusive<u32> = 1..=1000;
+
+/// A whole number from `range` in variable `name`, or `default` when it is unset or blank.
+fn whole_number_in(
+    lookup: &impl Fn(&str) -> Option<String>,
+    name: &'static str,
+    range: std::ops::RangeInclusive<u32>,
+    default: u32,
+) -> Result<u32, ConfigError> {
+    match lookup(name) {
+        Some(value) if !value.trim().is_empty() => value
+            .trim()
+            .parse::<u32>()
+            .ok()
+            .filter(|n| range.contains(n))
+            .ok_or_else(|| {
+                ConfigError::new(
+                    name,
+                    format!(
+                        "must be a whole number from {} to {}",
+                        range.start(),
+                        range.end()
+                    ),
+                )
+            }),
+        _ => Ok(default),
+    }
 }
 
 /// How long one call to the Workspace may take, by default.
@@ -149,6 +181,9 @@ pub struct WorkspaceConfig {
     pub client_secret: Option<ClientSecret>,
     /// The scopes to request: the smallest set the product's features need.
     pub scopes: Scopes,
+    /// `limit` on list requests (`QENTRAH_PAGE_SIZE`): how many records one upstream page
+    /// holds. The brief documents no range; 1–1000 is accepted, the Workspace may refuse more.
+    pub page_size: u32,
 }
 
 /// OAuth scopes (`QENTRAH_SCOPES`, space-separated).
@@ -285,6 +320,8 @@ impl AppConfig {
                 })?,
             _ => 0,
         };
+        let page_size =
+            whole_number_in(&lookup, var::PAGE_SIZE, PAGE_SIZE_RANGE, DEFAULT_PAGE_SIZE)?;
         let database = match lookup(var::DATABASE_URL) {
             Some(value) if !value.trim().is_empty() => DatabaseUrl::parse(&value)?,
             _ => DatabaseUrl::parse(DEFAULT_DATABASE_URL)?,
@@ -296,6 +333,7 @@ impl AppConfig {
                 client_id,
                 client_secret,
                 scopes,
+                page_size,
             },
             partner_app_url,
             session_secret,
@@ -598,6 +636,21 @@ fn is_loopback(url: &Url) -> bool {
 mod tests {
     use super::*;
     use std::collections::HashMap;
+
+    #[test]
+    fn the_page_size_is_configurable_within_its_range() {
+        let mut vars = valid();
+        let config = AppConfig::from_lookup(|name| vars.get(name).cloned()).unwrap();
+        assert_eq!(config.workspace.page_size, DEFAULT_PAGE_SIZE);
+        vars.insert(var::PAGE_SIZE, "250".to_owned());
+        let config = AppConfig::from_lookup(|name| vars.get(name).cloned()).unwrap();
+        assert_eq!(config.workspace.page_size, 250);
+        for bad in ["0", "1001", "ten", "-5"] {
+            vars.insert(var::PAGE_SIZE, bad.to_owned());
+            let err = AppConfig::from_lookup(|name| vars.get(name).cloned()).unwrap_err();
+            assert_eq!(err.variable, var::PAGE_SIZE, "{bad}");
+        }
+    }
 
     #[test]
     fn the_development_session_secret_is_refused_over_https() {

@@ -78,7 +78,12 @@ impl Application {
             clock.clone(),
             config.http_timeout,
         );
-        let workspace = WorkspaceClient::new(http, config.workspace.api_url.as_str(), tokens);
+        let workspace = WorkspaceClient::new(
+            http,
+            config.workspace.api_url.as_str(),
+            tokens,
+            config.workspace.page_size,
+        );
         let auth_rate_limiter = super::security::RateLimiter::new(
             config.auth_rate_limit_per_minute,
             std::time::Duration::from_secs(60),

@@ -7,10 +7,10 @@ use super::records::RecordTable;
 use super::states::{start_url, ErrorScreen};
 use super::use_hydrated;
 use crate::api::{
-    connection_status, dashboard, list_clients, list_properties, organization_overview, AppError,
-    Disconnect,
+    connection_status, dashboard, first_page, list_clients, list_properties, organization_overview,
+    AppError, Disconnect,
 };
-use crate::domain::{ConnectFailure, ConnectionState};
+use crate::domain::{ConnectFailure, ConnectionState, ListKind, RecordPage};
 
 /// Where the "Authorize with Qentrah" control leads: a plain route, so it works before
 /// hydration and without JavaScript. Links to it carry `rel="external"` so the client-side
@@ -58,6 +58,10 @@ pub fn HomePage() -> impl IntoView {
                             <a class="button button--quiet" href="/properties">"Properties"</a>
                             <a class="button button--quiet" href="/connection">"Connection"</a>
                         </p>
+                        <div class="previews">
+                            <ListPreview list=ListKind::Clients/>
+                            <ListPreview list=ListKind::Properties/>
+                        </div>
                     }.into_any(),
                     Err(AppError::NotConnected) => view! {
                         <p>"Connect your organization to see its clients and properties here."</p>
@@ -69,6 +73,48 @@ pub fn HomePage() -> impl IntoView {
         </section>
 
         <HowItWorks/>
+    }
+}
+
+/// How many records an overview shows of each list.
+const PREVIEW_ROWS: usize = 5;
+
+/// The first records of a list with its count and a link to the whole list: its own request,
+/// so an error in it (a withdrawn scope, an outage) shows here, with its fix, while the rest
+/// of the overview stands.
+#[component]
+fn ListPreview(list: ListKind) -> impl IntoView {
+    let data = Resource::new(move || list, first_page);
+    let (title, path) = match list {
+        ListKind::Clients => ("Clients", "/clients"),
+        ListKind::Properties => ("Properties", "/properties"),
+    };
+    let id = format!("{}-preview-title", path.trim_start_matches('/'));
+    let labelled_by = id.clone();
+    view! {
+        <section class="card" aria-labelledby=labelled_by>
+            <h2 id=id>{title}</h2>
+            <Suspense fallback=move || view! { <Loading what=title/> }>
+                {move || data.get().map(|result| match result {
+                    Ok(page) => preview_of(page, title, path).into_any(),
+                    Err(error) => view! { <ErrorScreen error/> }.into_any(),
+                })}
+            </Suspense>
+        </section>
+    }
+}
+
+fn preview_of(page: RecordPage, title: &'static str, path: &'static str) -> impl IntoView {
+    let count = page.count_label();
+    let noun = title.to_lowercase();
+    view! {
+        <p class="muted">{format!("{count} {noun}")}</p>
+        <ul class="preview">
+            {page.records.into_iter().take(PREVIEW_ROWS).map(|record| view! {
+                <li class="break">{record.name}</li>
+            }).collect_view()}
+        </ul>
+        <a href=path>{format!("All {count} {noun}")}</a>
     }
 }
 
@@ -113,7 +159,10 @@ pub fn OrganizationPage() -> impl IntoView {
             {move || data.get().map(|result| match result {
                 Ok(d) => {
                     let org = d.organization;
-                    let active_clients = d.clients.iter().filter(|c| c.status.as_deref() == Some("active")).count();
+                    // Only the first page is read: "active" is counted when that is all of them.
+                    let active_clients = d.clients.is_complete().then(|| {
+                        d.clients.records.iter().filter(|c| c.status.as_deref() == Some("active")).count()
+                    });
                     let facts = [
                         ("Plan", org.plan.clone()),
                         ("Country", org.country.clone()),
@@ -127,12 +176,12 @@ pub fn OrganizationPage() -> impl IntoView {
                         </section>
                         <div class="stats">
                             <a class="stat card" href="/clients">
-                                <span class="stat__value">{d.clients.len()}</span>
+                                <span class="stat__value">{d.clients.count_label()}</span>
                                 <span class="stat__label">"Clients"</span>
-                                <span class="muted">{format!("{active_clients} active")}</span>
+                                {active_clients.map(|n| view! { <span class="muted">{format!("{n} active")}</span> })}
                             </a>
                             <a class="stat card" href="/properties">
-                                <span class="stat__value">{d.properties.len()}</span>
+                                <span class="stat__value">{d.properties.count_label()}</span>
                                 <span class="stat__label">"Properties"</span>
                             </a>
                         </div>
@@ -166,20 +215,73 @@ fn list_query() -> (String, String) {
     })
 }
 
+/// The page of a list the address asks for (`?cursor=…`; the first without one).
+fn list_cursor() -> Memo<Option<String>> {
+    let query = use_query_map();
+    Memo::new(move |_| query.with(|q| q.get("cursor").filter(|c| !c.is_empty())))
+}
+
+/// A list page: one page of records (a list of thousands is never loaded at once), the table,
+/// and links to the next page and back to the first. Plain links, so paging works without
+/// JavaScript too.
+fn list_page_view(
+    page: RecordPage,
+    noun: &'static str,
+    detail_heading: &'static str,
+    path: &'static str,
+    on_later_page: bool,
+    (filter, sort): (String, String),
+) -> impl IntoView {
+    let partial = !page.is_complete() || on_later_page;
+    let shown = page.records.len();
+    let summary = partial.then(|| match (page.total, page.is_complete()) {
+        (Some(total), _) => format!("This page shows {shown} of {total} {noun}s."),
+        (None, false) => format!("This page shows {shown} {noun}s; the next page has more."),
+        (None, true) => format!("The last page: {shown} {noun}s."),
+    });
+    let next = page.next_cursor.clone().map(|cursor| {
+        let query: String = url_encode(&cursor);
+        format!("{path}?cursor={query}")
+    });
+    view! {
+        {summary.map(|text| view! { <p class="muted">{text}</p> })}
+        <RecordTable records=page.records noun=noun.into() detail_heading=detail_heading.into()
+            filter=filter sort=sort/>
+        {partial.then(|| view! {
+            <nav class="pager" aria-label=format!("Pages of {noun}s")>
+                {on_later_page.then(|| view! { <a href=path>"First page"</a> })}
+                {next.map(|href| view! { <a class="button button--quiet" href=href rel="next">"Next page"</a> })}
+            </nav>
+        })}
+    }
+}
+
+/// `application/x-www-form-urlencoded` for a query value.
+fn url_encode(value: &str) -> String {
+    value
+        .bytes()
+        .map(|b| match b {
+            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'.' | b'_' | b'~' => {
+                (b as char).to_string()
+            }
+            _ => format!("%{b:02X}"),
+        })
+        .collect()
+}
+
 /// `/clients`.
 #[component]
 pub fn ClientsPage() -> impl IntoView {
-    let data = Resource::new(|| (), |_| list_clients());
-    let (filter, sort) = list_query();
+    let cursor = list_cursor();
+    let data = Resource::new(move || cursor.get(), list_clients);
+    let query = list_query();
     view! {
         <Title text="Clients"/>
         <h1>"Clients"</h1>
         <Transition fallback=|| view! { <Loading what="clients"/> }>
             {move || data.get().map(|result| match result {
-                Ok(records) => view! {
-                    <RecordTable records noun="client".into() detail_heading="E-mail".into()
-                        filter=filter.clone() sort=sort.clone()/>
-                }.into_any(),
+                Ok(page) => list_page_view(page, "client", "E-mail", "/clients",
+                    cursor.get_untracked().is_some(), query.clone()).into_any(),
                 Err(error) => view! { <ErrorScreen error/> }.into_any(),
             })}
         </Transition>
@@ -189,17 +291,16 @@ pub fn ClientsPage() -> impl IntoView {
 /// `/properties`.
 #[component]
 pub fn PropertiesPage() -> impl IntoView {
-    let data = Resource::new(|| (), |_| list_properties());
-    let (filter, sort) = list_query();
+    let cursor = list_cursor();
+    let data = Resource::new(move || cursor.get(), list_properties);
+    let query = list_query();
     view! {
         <Title text="Properties"/>
         <h1>"Properties"</h1>
         <Transition fallback=|| view! { <Loading what="properties"/> }>
             {move || data.get().map(|result| match result {
-                Ok(records) => view! {
-                    <RecordTable records noun="property".into() detail_heading="Kind".into()
-                        filter=filter.clone() sort=sort.clone()/>
-                }.into_any(),
+                Ok(page) => list_page_view(page, "property", "Kind", "/properties",
+                    cursor.get_untracked().is_some(), query.clone()).into_any(),
                 Err(error) => view! { <ErrorScreen error/> }.into_any(),
             })}
         </Transition>

@@ -125,6 +125,25 @@ impl TestDatabase {
         })
     }
 
+    /// On SQLite, holds the database's write lock (as another writer would) until the
+    /// returned sender is dropped or sent to; `None` on PostgreSQL.
+    pub async fn hold_write_lock(&self) -> Option<tokio::sync::oneshot::Sender<()>> {
+        let Kind::Sqlite { .. } = &self.kind else {
+            return None;
+        };
+        let mut db = sqlx::SqliteConnection::connect(&self.url).await.unwrap();
+        sqlx::query("BEGIN IMMEDIATE")
+            .execute(&mut db)
+            .await
+            .unwrap();
+        let (release, released) = tokio::sync::oneshot::channel::<()>();
+        tokio::spawn(async move {
+            let _ = released.await;
+            sqlx::query("ROLLBACK").execute(&mut db).await.unwrap();
+        });
+        Some(release)
+    }
+
     /// Runs one statement (tests that tamper with what the app stored).
     pub async fn execute(&self, sql: &str) {
         match &self.kind {

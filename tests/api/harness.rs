@@ -262,11 +262,24 @@ impl TestApp {
 
     /// Calls a server function; returns its status and JSON body.
     pub async fn server_fn(&self, browser: &reqwest::Client, name: &str) -> (u16, Value) {
+        self.server_fn_with(browser, name, &[]).await
+    }
+
+    /// Calls a server function with arguments; returns its status and JSON body.
+    pub async fn server_fn_with(
+        &self,
+        browser: &reqwest::Client,
+        name: &str,
+        arguments: &[(&str, &str)],
+    ) -> (u16, Value) {
+        let body: String = url::form_urlencoded::Serializer::new(String::new())
+            .extend_pairs(arguments)
+            .finish();
         let response = browser
             .post(self.url(&format!("/api/{name}")))
             .header("content-type", "application/x-www-form-urlencoded")
             .header("accept", "application/json")
-            .body("")
+            .body(body)
             .send()
             .await
             .unwrap();

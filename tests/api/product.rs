@@ -29,8 +29,8 @@ async fn a_page_needing_all_three_resources_costs_one_round_trip() {
     let elapsed = started.elapsed();
     assert_eq!(status, 200, "{body}");
     assert_eq!(body["organization"]["name"], "Acme Property Group");
-    assert_eq!(body["clients"].as_array().unwrap().len(), 12);
-    assert_eq!(body["properties"].as_array().unwrap().len(), 8);
+    assert_eq!(body["clients"]["records"].as_array().unwrap().len(), 12);
+    assert_eq!(body["properties"]["records"].as_array().unwrap().len(), 8);
     // The three requests were in flight together; and, generously, under two round trips.
     assert_eq!(app.ws.control.counters().partner_api_peak_in_flight, 3);
     assert!(elapsed < latency * 2, "took {elapsed:?}");
@@ -42,9 +42,14 @@ async fn pagination_is_followed_on_the_server() {
     app.connect(&app.client, "org_harbor").await;
     let (status, clients) = app.server_fn(&app.client, "clients").await;
     assert_eq!(status, 200);
-    assert_eq!(clients.as_array().unwrap().len(), 240);
+    assert_eq!(clients["records"].as_array().unwrap().len(), 240);
+    assert_eq!(
+        clients["next_cursor"],
+        serde_json::Value::Null,
+        "all on one page"
+    );
     let (_, properties) = app.server_fn(&app.client, "properties").await;
-    assert_eq!(properties.as_array().unwrap().len(), 180);
+    assert_eq!(properties["records"].as_array().unwrap().len(), 180);
 }
 
 #[tokio::test]

@@ -171,8 +171,21 @@ async fn two_browsers_each_see_only_their_own_organization() {
     let (_, theirs) = app.server_fn(&other, "dashboard").await;
     assert_eq!(mine["organization"]["id"], "org_acme");
     assert_eq!(theirs["organization"]["id"], "org_harbor");
-    assert_eq!(mine["clients"].as_array().unwrap().len(), 12);
-    assert_eq!(theirs["clients"].as_array().unwrap().len(), 240);
+    // The dashboard reads the first page of each list (the whole of Acme's 12, 100 of
+    // Harbor's 240), each browser only its own organization's.
+    let ids = |dashboard: &serde_json::Value| -> Vec<String> {
+        dashboard["clients"]["records"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|r| r["id"].as_str().unwrap().to_owned())
+            .collect()
+    };
+    assert_eq!(ids(&mine).len(), 12);
+    assert!(ids(&mine).iter().all(|id| id.starts_with("cli_acme_")));
+    assert_eq!(ids(&theirs).len(), 100);
+    assert!(ids(&theirs).iter().all(|id| id.starts_with("cli_harbor_")));
+    assert!(theirs["clients"]["next_cursor"].is_string());
 
     // Disconnecting one leaves the other untouched.
     assert_eq!(app.server_fn(&app.client, "disconnect").await.0, 200);

@@ -111,6 +111,11 @@ pub struct LeasedToken {
     pub generation: i64,
 }
 
+/// How often a write of tokens the Workspace has just issued is tried, and the pause between:
+/// a locked or briefly unreachable database must not cost a grant.
+const STORE_ATTEMPTS: u32 = 3;
+const STORE_RETRY_PAUSE: Duration = Duration::from_millis(250);
+
 /// How long a refresh's result is handed straight to the requests that queued behind it.
 const JUST_REFRESHED_WINDOW: Duration = Duration::from_secs(2);
 
@@ -292,19 +297,43 @@ impl TokenManager {
                     }
                     Err(error) => return Err(error.into()),
                 };
-            let stored = this
-                .store
-                .save_connected_under(
-                    &mut lease,
-                    &key,
-                    &tokens,
-                    &requested_scopes,
-                    this.clock.now(),
-                )
-                .await;
+            let mut stored = Err(VaultError::Random);
+            for attempt in 0..STORE_ATTEMPTS {
+                if attempt > 0 {
+                    tokio::time::sleep(STORE_RETRY_PAUSE).await;
+                }
+                stored = this
+                    .store
+                    .save_connected_under(
+                        &mut lease,
+                        &key,
+                        &tokens,
+                        &requested_scopes,
+                        this.clock.now(),
+                    )
+                    .await;
+                if !matches!(stored, Err(VaultError::Database(_))) {
+                    break;
+                }
+                tracing::warn!(attempt, "storing the new connection failed");
+            }
             let released = lease.release().await;
-            let grant_id = stored?;
-            released?;
+            let grant_id = match (stored, released) {
+                (Ok(grant_id), Ok(())) => grant_id,
+                (Err(error), _) | (Ok(_), Err(error)) => {
+                    // Redeemed but not stored: nothing would ever use or revoke this grant.
+                    tracing::error!(
+                        ?error,
+                        "the new connection could not be stored; revoking its grant"
+                    );
+                    let token =
+                        Revocable::best_of(tokens.refresh_token.as_ref(), &tokens.access_token);
+                    if let Err(revocation) = this.oauth.revoke(token).await {
+                        tracing::warn!(%revocation, "could not revoke the unstored grant");
+                    }
+                    return Err(error.into());
+                }
+            };
             // A new grant replaces the old one: nothing remembered of the old tokens may be reused.
             this.forget(&key);
             if let Some(previous) = previous {
@@ -588,18 +617,35 @@ impl TokenManager {
                         return Err(TokenError::WrongOrganization);
                     }
                 }
-                // The rotated refresh token is stored before the new access token is used.
-                let stored = self
-                    .store
-                    .save_refreshed(
-                        lease,
-                        key,
-                        generation,
-                        Some(&refresh_token),
-                        &tokens,
-                        self.clock.now(),
-                    )
-                    .await?;
+                // The rotated refresh token is stored before the new access token is used. The
+                // Workspace has spent the old one: losing the new one to a moment's database
+                // trouble would end the grant, so the write is tried again, briefly.
+                let mut attempt = 0;
+                let stored = loop {
+                    let stored = self
+                        .store
+                        .save_refreshed(
+                            lease,
+                            key,
+                            generation,
+                            Some(&refresh_token),
+                            &tokens,
+                            self.clock.now(),
+                        )
+                        .await;
+                    attempt += 1;
+                    match stored {
+                        Err(VaultError::Database(error)) if attempt < STORE_ATTEMPTS => {
+                            tracing::warn!(%error, attempt, "storing the refreshed tokens failed");
+                            tokio::time::sleep(STORE_RETRY_PAUSE).await;
+                        }
+                        Err(error) => {
+                            tracing::error!(?error, "the refreshed tokens could not be stored");
+                            return Err(error.into());
+                        }
+                        Ok(stored) => break stored,
+                    }
+                };
                 let Some(stored_generation) = stored else {
                     // The connection was authorized again (or removed) while we refreshed the
                     // old grant: the new connection's tokens win.

@@ -10,7 +10,7 @@ use reqwest::StatusCode;
 use serde_json::Value;
 
 use self::records::{parse_organization, parse_page, ParseError};
-use crate::domain::{DashboardView, OrganizationView, RecordView};
+use crate::domain::{DashboardView, OrganizationView, RecordPage};
 use crate::server::vault::tokens::{LeasedToken, Rejection, TokenError, TokenManager};
 use crate::server::vault::Binding;
 
@@ -46,6 +46,10 @@ pub enum WorkspaceError {
     /// A new token or a new authorization cannot help; retry, and look at our side.
     #[error("the Workspace received no bearer token")]
     BearerNotReceived,
+    /// `invalid_cursor`: the page asked for (a cursor from the browser's address) is not one
+    /// the Workspace issued for this list: the caller's mistake, not an outage.
+    #[error("the Workspace refused the list cursor")]
+    CursorRefused,
     #[error("the token vault failed")]
     Vault(#[source] crate::server::vault::VaultError),
 }
@@ -85,10 +89,35 @@ impl From<ParseError> for WorkspaceError {
     }
 }
 
-/// At most this many pages are followed for one list (a runaway cursor must end).
-pub const MAX_PAGES: usize = 100;
-/// The page size asked for when following pages.
-pub const PAGE_SIZE: &str = "100";
+/// One page of this app's lists holds at most this many records: up to this many divided by
+/// the page size upstream pages are read for it, and the rest is a "Next page" away. A list of
+/// ten thousand is never loaded into one page (or one response) at once.
+pub const RECORDS_PER_VIEW: usize = 500;
+
+/// The partner API's list resources.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ListResource {
+    Clients,
+    Properties,
+}
+
+impl From<crate::domain::ListKind> for ListResource {
+    fn from(kind: crate::domain::ListKind) -> Self {
+        match kind {
+            crate::domain::ListKind::Clients => ListResource::Clients,
+            crate::domain::ListKind::Properties => ListResource::Properties,
+        }
+    }
+}
+
+impl ListResource {
+    pub fn path(self) -> &'static str {
+        match self {
+            ListResource::Clients => "clients",
+            ListResource::Properties => "properties",
+        }
+    }
+}
 
 /// A Workspace error body, in any of the shapes seen in the wild.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -127,6 +156,7 @@ fn classify(status: StatusCode, body: &WorkspaceErrorBody) -> WorkspaceError {
             code: body.code.clone().unwrap_or_default(),
         },
         Some("missing_bearer") => WorkspaceError::BearerNotReceived,
+        Some("invalid_cursor") => WorkspaceError::CursorRefused,
         Some("app_not_approved") => WorkspaceError::AppNotApproved,
         Some("scope_denied") => WorkspaceError::ScopeDenied {
             scope: body.message.as_deref().and_then(scope_in_message),
@@ -153,15 +183,23 @@ fn scope_in_message(message: &str) -> Option<String> {
 #[derive(Debug, Clone)]
 pub struct WorkspaceClient {
     http: reqwest::Client,
+    /// `limit` on list requests.
+    page_size: u32,
     /// Shared, not copied: the client is cloned into every request's state.
     base_url: std::sync::Arc<str>,
     tokens: TokenManager,
 }
 
 impl WorkspaceClient {
-    pub fn new(http: reqwest::Client, base_url: &str, tokens: TokenManager) -> Self {
+    pub fn new(
+        http: reqwest::Client,
+        base_url: &str,
+        tokens: TokenManager,
+        page_size: u32,
+    ) -> Self {
         Self {
             http,
+            page_size: page_size.max(1),
             base_url: base_url.trim_end_matches('/').into(),
             tokens,
         }
@@ -256,37 +294,77 @@ impl WorkspaceClient {
         Ok(organization)
     }
 
-    /// A whole list (`clients` or `properties`), following `next_cursor` on the server.
-    pub async fn list(
+    /// One page of a list as this app shows it, from `cursor` (the start when `None`): upstream
+    /// pages are followed for as long as their cursors advance, up to [`RECORDS_PER_VIEW`]
+    /// records. A cursor seen before means the Workspace is going in circles: that is its
+    /// fault, and a retryable one, never an endless loop.
+    pub async fn page(
         &self,
         binding: &Binding,
-        resource: &str,
-    ) -> Result<Vec<RecordView>, WorkspaceError> {
+        resource: ListResource,
+        cursor: Option<&str>,
+    ) -> Result<RecordPage, WorkspaceError> {
+        self.read_pages(binding, resource, cursor, RECORDS_PER_VIEW)
+            .await
+    }
+
+    /// The first upstream page alone: what an overview shows (one call per list).
+    pub async fn first_page(
+        &self,
+        binding: &Binding,
+        resource: ListResource,
+    ) -> Result<RecordPage, WorkspaceError> {
+        self.read_pages(binding, resource, None, 1).await
+    }
+
+    async fn read_pages(
+        &self,
+        binding: &Binding,
+        resource: ListResource,
+        start: Option<&str>,
+        at_least: usize,
+    ) -> Result<RecordPage, WorkspaceError> {
+        let limit = self.page_size.to_string();
+        let mut seen = std::collections::HashSet::new();
         let mut records = Vec::new();
-        let mut cursor: Option<String> = None;
-        for _ in 0..MAX_PAGES {
-            let mut query = vec![("limit", PAGE_SIZE)];
+        let mut cursor = start.map(str::to_owned);
+        let mut total = None;
+        loop {
+            let mut query = vec![("limit", limit.as_str())];
             if let Some(cursor) = &cursor {
                 query.push(("cursor", cursor.as_str()));
             }
-            let page = parse_page(&self.get(binding, resource, &query).await?)?;
+            let page = parse_page(&self.get(binding, resource.path(), &query).await?)?;
+            total = total.or(page.total);
             records.extend(page.records);
+            if let Some(current) = cursor.take() {
+                seen.insert(current);
+            }
             match page.next_cursor {
-                Some(next) if Some(&next) != cursor.as_ref() => cursor = Some(next),
-                _ => return Ok(records),
+                Some(next) if seen.contains(&next) => {
+                    return Err(WorkspaceError::Unavailable {
+                        detail: format!("{} cursors go in a circle", resource.path()),
+                    });
+                }
+                Some(next) if records.len() < at_least => cursor = Some(next),
+                next_cursor => {
+                    return Ok(RecordPage {
+                        records,
+                        next_cursor,
+                        total,
+                    })
+                }
             }
         }
-        Err(WorkspaceError::Unavailable {
-            detail: format!("{resource} did not end after {MAX_PAGES} pages"),
-        })
     }
 
-    /// `me`, `clients` and `properties` at once: one round trip's latency, not three.
+    /// `me` and the first page of `clients` and `properties` at once: one round trip's
+    /// latency, three calls however large the lists.
     pub async fn dashboard(&self, binding: &Binding) -> Result<DashboardView, WorkspaceError> {
         let (organization, clients, properties) = tokio::try_join!(
             self.organization(binding),
-            self.list(binding, "clients"),
-            self.list(binding, "properties"),
+            self.first_page(binding, ListResource::Clients),
+            self.first_page(binding, ListResource::Properties),
         )?;
         Ok(DashboardView {
             organization,
@@ -394,6 +472,34 @@ pub fn http_client(timeout: Duration) -> Result<reqwest::Client, reqwest::Error>
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// No proxy is taken from the environment: with `HTTP_PROXY` and `ALL_PROXY` pointing at
+    /// a closed port, a call still goes straight to its server. (Each test runs in its own
+    /// process under nextest, so the variables touch no other test.)
+    #[tokio::test]
+    async fn no_proxy_is_taken_from_the_environment() {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        tokio::spawn(async move {
+            let app = axum::Router::new().route("/", axum::routing::get(|| async { "direct" }));
+            axum::serve(listener, app).await.unwrap();
+        });
+        for name in ["HTTP_PROXY", "http_proxy", "ALL_PROXY", "all_proxy"] {
+            std::env::set_var(name, "http://127.0.0.1:9");
+        }
+        std::env::remove_var("NO_PROXY");
+        std::env::remove_var("no_proxy");
+        let client = http_client(Duration::from_secs(5)).unwrap();
+        let body = client
+            .get(format!("http://{addr}/"))
+            .send()
+            .await
+            .unwrap()
+            .text()
+            .await
+            .unwrap();
+        assert_eq!(body, "direct");
+    }
 
     #[test]
     fn error_bodies_in_every_shape() {

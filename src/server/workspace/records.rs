@@ -15,6 +15,10 @@ pub enum ParseError {
     BadRecord { index: usize },
     #[error("the organization has no id or no name")]
     BadOrganization,
+    /// The page says there is more in a way this client does not follow (`has_more`, a
+    /// `links.next`, a numeric cursor…): taking the page as the whole list would truncate it.
+    #[error("the list is paged by `{key}`, which this client does not follow")]
+    UnknownPagination { key: String },
 }
 
 /// One page of a list.
@@ -22,6 +26,33 @@ pub enum ParseError {
 pub struct Page {
     pub records: Vec<RecordView>,
     pub next_cursor: Option<String>,
+    /// The whole list's length, if the page says (`total`, `total_count` or `count`).
+    pub total: Option<u64>,
+}
+
+/// Fields that give the whole list's length.
+const COUNT_KEYS: [&str; 3] = ["total", "total_count", "count"];
+
+/// Whether a field the parser does not follow says "there is more" in some other pagination
+/// scheme. `false`, `null`, `0` and empty values say nothing.
+fn unknown_pagination(key: &str, value: &Value) -> bool {
+    let key = key.to_ascii_lowercase();
+    let paging_name = ["next", "cursor", "page", "more", "offset", "continuation"]
+        .iter()
+        .any(|word| key.contains(word))
+        || key == "links"
+        || key == "pagination";
+    let says_something = match value {
+        Value::Null | Value::Bool(false) => false,
+        Value::String(s) => !s.is_empty(),
+        Value::Number(n) => n.as_u64() != Some(0),
+        Value::Array(a) => !a.is_empty(),
+        Value::Object(o) => o
+            .values()
+            .any(|v| !matches!(v, Value::Null | Value::Bool(false))),
+        Value::Bool(true) => true,
+    };
+    paging_name && says_something
 }
 
 const LIST_KEYS: [&str; 4] = ["data", "items", "clients", "properties"];
@@ -32,18 +63,46 @@ pub fn parse_page(body: &Value) -> Result<Page, ParseError> {
     let (items, next_cursor) = match body {
         Value::Array(items) => (items, None),
         Value::Object(object) => {
-            let items = LIST_KEYS
+            let (list_key, items) = LIST_KEYS
                 .iter()
-                .find_map(|key| object.get(*key).and_then(Value::as_array))
+                .find_map(|key| {
+                    object
+                        .get(*key)
+                        .and_then(Value::as_array)
+                        .map(|a| (*key, a))
+                })
                 .ok_or(ParseError::NoList)?;
-            let next = object
-                .get("next_cursor")
-                .and_then(Value::as_str)
-                .filter(|c| !c.is_empty())
-                .map(str::to_owned);
+            let next = match object.get("next_cursor") {
+                None | Some(Value::Null) => None,
+                Some(Value::String(c)) if c.is_empty() => None,
+                Some(Value::String(c)) => Some(c.clone()),
+                Some(_) => {
+                    return Err(ParseError::UnknownPagination {
+                        key: "next_cursor".to_owned(),
+                    })
+                }
+            };
+            // A non-empty page with a "more" signal we do not follow must not pass for the
+            // whole list (an empty one cannot be truncated).
+            if !items.is_empty() {
+                if let Some((key, _)) = object.iter().find(|(key, value)| {
+                    key.as_str() != list_key
+                        && key.as_str() != "next_cursor"
+                        && !COUNT_KEYS.contains(&key.as_str())
+                        && unknown_pagination(key, value)
+                }) {
+                    return Err(ParseError::UnknownPagination { key: key.clone() });
+                }
+            }
             (items, next)
         }
         _ => return Err(ParseError::NoList),
+    };
+    let total = match body {
+        Value::Object(object) => COUNT_KEYS
+            .iter()
+            .find_map(|key| object.get(*key).and_then(Value::as_u64)),
+        _ => None,
     };
     let records = items
         .iter()
@@ -53,6 +112,7 @@ pub fn parse_page(body: &Value) -> Result<Page, ParseError> {
     Ok(Page {
         records,
         next_cursor,
+        total,
     })
 }
 
@@ -142,6 +202,54 @@ mod tests {
                 .next_cursor
                 .as_deref(),
             Some("abc")
+        );
+    }
+
+    #[test]
+    fn a_page_in_a_pagination_scheme_we_do_not_follow_is_refused() {
+        let record = json!({"id": "c1", "name": "Ana"});
+        for (body, key) in [
+            (json!({"data": [record], "has_more": true}), "has_more"),
+            (
+                json!({"data": [record], "links": {"next": "/x?page=2"}}),
+                "links",
+            ),
+            (
+                json!({"data": [record], "next_page_token": "t"}),
+                "next_page_token",
+            ),
+            (
+                json!({"data": [record], "pagination": {"next": 2}}),
+                "pagination",
+            ),
+            (json!({"data": [record], "next_cursor": 2}), "next_cursor"),
+            (
+                json!({"items": [record], "nextCursor": "abc"}),
+                "nextCursor",
+            ),
+        ] {
+            assert_eq!(
+                parse_page(&body),
+                Err(ParseError::UnknownPagination {
+                    key: key.to_owned()
+                }),
+                "{body}"
+            );
+        }
+        // What says nothing more is fine, and so is an empty page.
+        for body in [
+            json!({"data": [record], "has_more": false, "total": 1}),
+            json!({"data": [record], "links": {"next": null}, "next_cursor": null}),
+            json!({"data": [], "has_more": true}),
+            json!({"data": [record], "meta": {"request_id": "r"}}),
+        ] {
+            assert!(parse_page(&body).is_ok(), "{body}");
+        }
+        assert_eq!(
+            parse_page(&json!({"data": [record], "total_count": 240}))
+                .unwrap()
+                .total,
+            Some(240)
         );
     }
 
