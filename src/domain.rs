@@ -16,7 +16,10 @@ pub enum ConnectionState {
 pub struct ConnectionView {
     pub organization_id: String,
     pub state: ConnectionState,
+    /// What the Workspace granted (RFC 6749 §3.3: possibly less than was asked for).
     pub scopes: Vec<String>,
+    /// What this app asks for and the grant lacks.
+    pub missing_scopes: Vec<String>,
     /// Unix seconds.
     pub connected_at: i64,
     /// Unix seconds of the last token refresh, if any.

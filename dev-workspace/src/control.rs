@@ -417,6 +417,16 @@ async fn organization_action(
             let withheld = flag(&params, "withheld", true)?;
             c.withhold_scope(&org, scope, withheld);
         }
+        "client-count" => {
+            let Some(count) = params
+                .get("count")
+                .and_then(|n| n.parse::<usize>().ok())
+                .filter(|n| *n <= 100_000)
+            else {
+                return Err(bad_request("count must be a whole number up to 100000"));
+            };
+            c.set_client_count(&org, count);
+        }
         _ => return Err(bad_request("unknown action")),
     }
     done(&params)

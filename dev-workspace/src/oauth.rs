@@ -401,12 +401,14 @@ fn consent_page(
             name = escape(&org.name),
         ));
     }
+    // Each requested scope can be left out: the person may grant less than the app asked for,
+    // and the token response then names the narrower set (RFC 6749 §3.3).
     let mut scopes = String::new();
     for scope in &pending.scopes {
         scopes.push_str(&format!(
-            "<li>{} <code>{}</code></li>",
+            "<li><label><input type=\"checkbox\" name=\"scope\" value=\"{value}\" checked> {} <code>{value}</code></label></li>",
             escape(scope_description(scope)),
-            escape(scope)
+            value = escape(scope)
         ));
     }
     let body = format!(
@@ -414,6 +416,7 @@ fn consent_page(
 <p>Signed in as <strong>Dev User</strong> (dev@qentrah.test) in the Qentrah dev Workspace.</p>
 <form method="post" action="/oauth/authorize/decision">
   <input type="hidden" name="request_id" value="{request_id}">
+  <input type="hidden" name="scopes_chosen" value="1">
   <fieldset>
     <legend>Organization to connect</legend>
     <ul class="plain">{orgs}</ul>
@@ -488,6 +491,31 @@ pub async fn decision(
         }
     }
     let organization_id = params.get("organization_id").unwrap_or_default().to_owned();
+    // The boxes left ticked (from the consent form); a decision posted without the form's
+    // marker grants everything asked for.
+    let scopes: Vec<String> = if params.get("scopes_chosen").is_some() {
+        let chosen: Vec<&str> = params
+            .pairs()
+            .iter()
+            .filter(|(name, _)| name == "scope")
+            .map(|(_, value)| value.as_str())
+            .collect();
+        pending
+            .scopes
+            .iter()
+            .filter(|scope| chosen.contains(&scope.as_str()))
+            .cloned()
+            .collect()
+    } else {
+        pending.scopes.clone()
+    };
+    if !scopes.iter().any(|s| s.ends_with(":read")) {
+        return error_page(
+            StatusCode::BAD_REQUEST,
+            "Choose some access",
+            "Leave at least one kind of read access ticked, or deny the request.",
+        );
+    }
     let code = random_token("qac");
     {
         let mut w = world.lock();
@@ -506,7 +534,7 @@ pub async fn decision(
                 redirect_uri: pending.redirect_uri.clone(),
                 code_challenge: pending.code_challenge.clone(),
                 resource: pending.resource.clone(),
-                scopes: pending.scopes.clone(),
+                scopes,
                 organization_id,
                 expires_at,
                 grant_id: None,

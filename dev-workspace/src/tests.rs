@@ -1036,3 +1036,69 @@ async fn control_api_refuses_non_loopback_peers() {
     let response = app.oneshot(request).await.unwrap();
     assert_eq!(response.status(), 403);
 }
+
+/// RFC 6750 §2.1 `Bearer` SP b64token: no padding inside the value is forgiven. (Whitespace at
+/// either end of a field value is not part of it, RFC 9110 §5.5, and never reaches the parser.)
+#[tokio::test]
+async fn the_bearer_header_is_parsed_exactly() {
+    let h = Harness::new().await;
+    let (_, tokens) = h.connect("org_acme").await;
+    let access = tokens["access_token"].as_str().unwrap();
+    let url = h.url("/api/v1/partner/organizations/org_acme/me");
+    for (header, expected) in [
+        (format!("Bearer {access}"), 200),
+        (format!("bearer {access}"), 200),
+        (format!("Bearer  {access}"), 401),
+        (format!("Bearer  {access} "), 401),
+        (format!("Bearer\t{access}"), 401),
+        (format!("Bearer {access},x"), 401),
+    ] {
+        let status = h
+            .http
+            .get(&url)
+            .header("authorization", &header)
+            .send()
+            .await
+            .unwrap()
+            .status()
+            .as_u16();
+        assert_eq!(status, expected, "{header:?}");
+    }
+}
+
+#[tokio::test]
+async fn cursors_are_bound_to_their_list_organization_and_grant() {
+    let h = Harness::new().await;
+    let (_, tokens) = h.connect("org_harbor").await;
+    let access = tokens["access_token"].as_str().unwrap();
+    let (status, page) = h.api("org_harbor", "clients?limit=10", Some(access)).await;
+    assert_eq!(status, 200);
+    let cursor = page["next_cursor"].as_str().unwrap().to_owned();
+    let (status, _) = h
+        .api(
+            "org_harbor",
+            &format!("clients?limit=10&cursor={cursor}"),
+            Some(access),
+        )
+        .await;
+    assert_eq!(status, 200);
+    let (status, body) = h
+        .api(
+            "org_harbor",
+            &format!("properties?limit=10&cursor={cursor}"),
+            Some(access),
+        )
+        .await;
+    assert_eq!((status, error_code(&body)), (400, "invalid_cursor"));
+    // Another grant of the same organization cannot use it either.
+    let (_, other) = h.connect("org_harbor").await;
+    let other = other["access_token"].as_str().unwrap();
+    let (status, body) = h
+        .api(
+            "org_harbor",
+            &format!("clients?limit=10&cursor={cursor}"),
+            Some(other),
+        )
+        .await;
+    assert_eq!((status, error_code(&body)), (400, "invalid_cursor"));
+}

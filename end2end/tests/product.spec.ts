@@ -119,3 +119,38 @@ test('disconnect asks for confirmation, revokes, and leaves the app disconnected
   await page.goto('/');
   await expect(page.getByRole('link', { name: 'Authorize with Qentrah' })).toBeVisible();
 });
+
+test('coming back connected lands on the overview, each part with its own state', async ({ page, request, javaScriptEnabled }, testInfo) => {
+  await connect(page, 'Acme Property Group', javaScriptEnabled);
+  await expect(page.getByRole('heading', { level: 2, name: 'Clients' })).toBeVisible();
+  await expect(page.getByText('12 clients', { exact: true })).toBeVisible();
+  await expect(page.getByText('8 properties', { exact: true })).toBeVisible();
+  await expect(page.getByRole('link', { name: 'All 12 clients' })).toHaveAttribute('href', '/clients');
+  await keepScreenshot(page, testInfo, 'overview');
+
+  // A withdrawn scope shows, with its fix, in the part it concerns; the rest stands.
+  await control(request, 'organizations/org_acme/withhold-scope?scope=property:read');
+  await page.goto('/');
+  await expect(page.getByRole('heading', { name: 'This app is missing access' })).toBeVisible();
+  await expect(page.getByRole('link', { name: 'Authorize again' })).toBeVisible();
+  await expect(page.getByText('12 clients', { exact: true })).toBeVisible();
+  await keepScreenshot(page, testInfo, 'overview-part-failing');
+});
+
+test('a list of thousands is read a page at a time', async ({ page, request, javaScriptEnabled }, testInfo) => {
+  await control(request, 'organizations/org_harbor/client-count?count=1200');
+  await connect(page, 'Harbor & Pine Estates', javaScriptEnabled);
+  await page.goto('/clients');
+  await expect(page.getByText('This page shows 500 clients; the next page has more.')).toBeVisible();
+  await expect(page.getByRole('row')).toHaveCount(501);
+  await keepScreenshot(page, testInfo, 'clients-paged');
+  await page.getByRole('link', { name: 'Next page' }).click();
+  await expect(page).toHaveURL(/\/clients\?cursor=/);
+  await expect(page.getByRole('row')).toHaveCount(501);
+  await page.getByRole('link', { name: 'Next page' }).click();
+  await expect(page.getByText('The last page: 200 clients.')).toBeVisible();
+  await expect(page.getByRole('link', { name: 'Next page' })).toHaveCount(0);
+  await page.getByRole('link', { name: 'First page' }).click();
+  await expect(page).toHaveURL(/\/clients$/);
+  await expect(page.getByRole('row')).toHaveCount(501);
+});

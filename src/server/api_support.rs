@@ -145,6 +145,14 @@ impl AppState {
                 ConnectionState::Active if readable => domain::ConnectionState::Connected,
                 _ => domain::ConnectionState::ReconnectRequired,
             },
+            missing_scopes: self
+                .oauth
+                .provider()
+                .scopes
+                .iter()
+                .filter(|wanted| !info.scopes.contains(wanted))
+                .cloned()
+                .collect(),
             scopes: info.scopes,
             connected_at: to_unix(info.connected_at),
             refreshed_at: info.refreshed_at.map(to_unix),

@@ -346,6 +346,16 @@ pub fn ConnectionPage() -> impl IntoView {
                                     <li>{describe_scope(scope)} " " <code>{scope.clone()}</code></li>
                                 }).collect_view()}
                             </ul>
+                            {(!connection.missing_scopes.is_empty()).then(|| view! {
+                                <h3>"Not granted"</h3>
+                                <p class="muted">"This app asked for these, and the connection does not include them; the pages that need them will say so. Authorize again to grant them."</p>
+                                <ul>
+                                    {connection.missing_scopes.iter().map(|scope| view! {
+                                        <li>{describe_scope(scope)} " " <code>{scope.clone()}</code></li>
+                                    }).collect_view()}
+                                </ul>
+                                <a class="button button--quiet" href=start_url("/connection") rel="external">"Authorize again"</a>
+                            })}
                             {(!connected).then(|| view! {
                                 <a class="button" href=start_url("/connection") rel="external">"Reconnect to Qentrah"</a>
                             })}

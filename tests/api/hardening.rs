@@ -668,3 +668,44 @@ async fn an_exchange_survives_a_locked_database_or_is_revoked() {
         }
     }
 }
+
+/// The person may grant less than the app asked for (RFC 6749 §3.3): the app stores and shows
+/// what was granted and what is missing, and the pages that need the rest say so.
+#[tokio::test]
+async fn a_narrower_grant_is_shown_with_what_is_missing() {
+    let app = spawn_app().await;
+    let authorize = app.start_flow(&app.client, None).await;
+    let callback = app
+        .consent_granting(
+            &authorize,
+            "org_acme",
+            "approve",
+            Some(&["organization:read", "client:read"]),
+        )
+        .await;
+    assert_eq!(location(&app.finish(&app.client, &callback).await), "/");
+    let (_, connection) = app.server_fn(&app.client, "connection_status").await;
+    assert_eq!(
+        connection["scopes"],
+        json!(["organization:read", "client:read"])
+    );
+    assert_eq!(
+        connection["missing_scopes"],
+        json!(["property:read", "offline_access"])
+    );
+    assert_eq!(app.server_fn(&app.client, "clients").await.0, 200);
+    assert_eq!(
+        app.server_fn(&app.client, "properties").await,
+        (403, json!({"ScopeDenied": {"scope": "property:read"}}))
+    );
+    let html = app
+        .client
+        .get(app.url("/connection"))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(html.contains("Not granted"), "{html}");
+}

@@ -214,6 +214,18 @@ impl TestApp {
         organization_id: &str,
         decision: &str,
     ) -> String {
+        self.consent_granting(authorize_url, organization_id, decision, None)
+            .await
+    }
+
+    /// [`Self::consent`], leaving ticked only `scopes` on the consent page (all when `None`).
+    pub async fn consent_granting(
+        &self,
+        authorize_url: &str,
+        organization_id: &str,
+        decision: &str,
+        scopes: Option<&[&str]>,
+    ) -> String {
         let ws = reqwest::Client::builder()
             .redirect(reqwest::redirect::Policy::none())
             .build()
@@ -234,11 +246,17 @@ impl TestApp {
         let request_id = &html[start..start + html[start..].find('"').unwrap()];
         let response = ws
             .post(format!("{}/oauth/authorize/decision", self.ws.base_url))
-            .form(&[
-                ("request_id", request_id),
-                ("organization_id", organization_id),
-                ("decision", decision),
-            ])
+            .form(
+                &[
+                    ("request_id", request_id),
+                    ("organization_id", organization_id),
+                    ("decision", decision),
+                ]
+                .into_iter()
+                .chain(scopes.map(|_| ("scopes_chosen", "1")))
+                .chain(scopes.unwrap_or_default().iter().map(|s| ("scope", *s)))
+                .collect::<Vec<_>>(),
+            )
             .send()
             .await
             .unwrap();
