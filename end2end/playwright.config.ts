@@ -58,6 +58,8 @@ export default defineConfig({
         DEV_WORKSPACE_URL: workspaceURL,
         DEV_WORKSPACE_ADDR: `127.0.0.1:${workspacePort}`,
         PARTNER_APP_URL: baseURL,
+        // Every secret the Workspace issues, for the leak test: a file, never an HTTP endpoint.
+        DEV_WORKSPACE_SECRETS_FILE: '../target/e2e/issued-secrets.txt',
       },
     },
     {

@@ -256,13 +256,65 @@ pub async fn loopback_only(
     }
 }
 
+/// The host names the control API answers to. Loopback alone is not enough: a page on any
+/// site can make a browser send requests to 127.0.0.1 under its own name (DNS rebinding), and
+/// its `Host` header then names that site.
+fn is_loopback_host(host: &str) -> bool {
+    let name = match host.rsplit_once(':') {
+        Some((name, port)) if port.bytes().all(|b| b.is_ascii_digit()) => name,
+        _ => host,
+    };
+    matches!(name, "localhost" | "127.0.0.1" | "[::1]")
+}
+
+/// Refuses control requests under a foreign `Host` (DNS rebinding) and state changes sent by
+/// another site's page (`Origin` that is not this host, or `Sec-Fetch-Site: cross-site` /
+/// `same-site`): the control page's own forms and in-process tests pass, a web page elsewhere
+/// cannot reset or rig the emulator.
+pub async fn same_origin_only(request: Request, next: Next) -> Response {
+    let headers = request.headers();
+    let host = headers
+        .get(axum::http::header::HOST)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or_default()
+        .to_owned();
+    if !is_loopback_host(&host) {
+        return (
+            StatusCode::FORBIDDEN,
+            "the control API answers only to a loopback host name\n",
+        )
+            .into_response();
+    }
+    if request.method() != axum::http::Method::GET {
+        let origin_ok = match headers.get(axum::http::header::ORIGIN) {
+            None => true,
+            Some(origin) => origin
+                .to_str()
+                .ok()
+                .and_then(|o| o.strip_prefix("http://"))
+                .is_some_and(|authority| authority.eq_ignore_ascii_case(&host)),
+        };
+        let fetch_site_ok = headers
+            .get("sec-fetch-site")
+            .and_then(|v| v.to_str().ok())
+            .is_none_or(|site| site == "same-origin" || site == "none");
+        if !origin_ok || !fetch_site_ok {
+            return (
+                StatusCode::FORBIDDEN,
+                "cross-site control requests are refused\n",
+            )
+                .into_response();
+        }
+    }
+    next.run(request).await
+}
+
 pub fn router() -> Router<SharedWorld> {
     Router::new()
         .route("/__dev", get(control_page))
         .route("/__dev/state", get(state))
         .route("/__dev/requests", get(requests))
         .route("/__dev/counters", get(counters))
-        .route("/__dev/issued-secrets", get(issued_secrets))
         .route("/__dev/reset", post(reset))
         .route(
             "/__dev/organizations/{org}/{action}",
@@ -377,10 +429,6 @@ async fn state(State(world): State<SharedWorld>) -> Json<Value> {
 
 async fn requests(State(world): State<SharedWorld>) -> Json<Vec<LoggedRequest>> {
     Json(control(&world).requests())
-}
-
-async fn issued_secrets(State(world): State<SharedWorld>) -> Json<Vec<String>> {
-    Json(control(&world).issued_secrets())
 }
 
 async fn counters(State(world): State<SharedWorld>) -> Json<Counters> {

@@ -55,6 +55,10 @@ pub struct DevWorkspaceConfig {
     pub public_url: Option<String>,
     pub clients: Vec<ClientRegistration>,
     pub access_token_ttl: Duration,
+    /// Where to append every secret this Workspace issues or receives, one a line, for leak
+    /// tests outside the process (Playwright). Never served over HTTP: in-process tests read
+    /// them from [`Control::issued_secrets`].
+    pub secrets_file: Option<std::path::PathBuf>,
 }
 
 impl DevWorkspaceConfig {
@@ -84,6 +88,7 @@ impl DevWorkspaceConfig {
             public_url: None,
             clients: Self::default_clients(partner_app_url),
             access_token_ttl: DEFAULT_ACCESS_TOKEN_TTL,
+            secrets_file: None,
         }
     }
 }
@@ -139,11 +144,16 @@ pub async fn start(config: DevWorkspaceConfig) -> std::io::Result<DevWorkspace> 
         .unwrap_or_else(|| format!("http://{addr}"))
         .trim_end_matches('/')
         .to_owned();
-    let world = SharedWorld::new(World::new(
-        base_url.clone(),
-        config.clients,
-        config.access_token_ttl,
-    ));
+    let mut world = World::new(base_url.clone(), config.clients, config.access_token_ttl);
+    if let Some(path) = &config.secrets_file {
+        world.secrets_file = Some(
+            std::fs::OpenOptions::new()
+                .create(true)
+                .append(true)
+                .open(path)?,
+        );
+    }
+    let world = SharedWorld::new(world);
     let app = router(world.clone());
     let (tx, rx) = oneshot::channel::<()>();
     let task = tokio::spawn(async move {
@@ -192,7 +202,9 @@ pub fn router(world: SharedWorld) -> Router {
             get(partner::properties),
         )
         .layer(middleware::from_fn_with_state(world.clone(), observe));
-    let control = control::router().layer(middleware::from_fn(control::loopback_only));
+    let control = control::router()
+        .layer(middleware::from_fn(control::same_origin_only))
+        .layer(middleware::from_fn(control::loopback_only));
     public.merge(control).with_state(world)
 }
 

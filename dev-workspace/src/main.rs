@@ -64,6 +64,8 @@ async fn main() -> ExitCode {
         public_url: Some(public_url),
         clients: DevWorkspaceConfig::default_clients(&partner_app_url),
         access_token_ttl,
+        // For leak tests run outside the process (Playwright): every secret issued, one a line.
+        secrets_file: var("DEV_WORKSPACE_SECRETS_FILE").map(std::path::PathBuf::from),
     };
     let workspace = match start(config).await {
         Ok(workspace) => workspace,

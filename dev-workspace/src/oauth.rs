@@ -541,7 +541,7 @@ pub async fn decision(
             },
         );
         w.counters.codes_issued += 1;
-        w.issued_secrets.push(code.clone());
+        w.note_secret(&code);
     }
     redirect_back(
         &pending.redirect_uri,
@@ -806,7 +806,7 @@ fn authorization_code_grant(
     }
 
     let mut w = world.lock();
-    w.issued_secrets.push(verifier.to_owned());
+    w.note_secret(verifier);
     let now = w.now();
     let Some(record) = w.codes.get(code).cloned() else {
         return Err(OAuthError::new(

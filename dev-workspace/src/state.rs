@@ -294,6 +294,8 @@ pub struct World {
     /// Every code and token this Workspace handed out, and every PKCE verifier it received,
     /// so leak tests know what to look for.
     pub issued_secrets: Vec<String>,
+    /// Where [`World::note_secret`] also writes them, when configured.
+    pub secrets_file: Option<std::fs::File>,
     pub partner_api_in_flight: u64,
     pub partner_api_peers: std::collections::HashSet<std::net::SocketAddr>,
     next_grant: u64,
@@ -331,6 +333,7 @@ impl World {
             log: Vec::new(),
             counters: Counters::default(),
             issued_secrets: Vec::new(),
+            secrets_file: None,
             partner_api_in_flight: 0,
             partner_api_peers: std::collections::HashSet::new(),
             next_grant: 1,
@@ -391,7 +394,7 @@ impl World {
     pub fn mint_tokens(&mut self, grant_id: &str, with_refresh: bool) -> Option<MintedTokens> {
         let grant = self.grants.get(grant_id)?.clone();
         let access_token = random_token("qat");
-        self.issued_secrets.push(access_token.clone());
+        self.note_secret(&access_token);
         let expires_at = self.now() + self.access_token_ttl;
         self.access_tokens.insert(
             access_token.clone(),
@@ -405,7 +408,7 @@ impl World {
         );
         let refresh_token = with_refresh.then(|| {
             let token = random_token("qrt");
-            self.issued_secrets.push(token.clone());
+            self.note_secret(&token);
             self.refresh_tokens.insert(
                 token.clone(),
                 RefreshTokenRecord {
@@ -430,6 +433,15 @@ impl World {
         })
     }
 
+    /// Remembers a secret this Workspace issued or received, for leak tests.
+    pub fn note_secret(&mut self, secret: &str) {
+        self.issued_secrets.push(secret.to_owned());
+        if let Some(file) = &mut self.secrets_file {
+            use std::io::Write;
+            let _ = writeln!(file, "{secret}");
+        }
+    }
+
     pub fn record(&mut self, request: LoggedRequest) {
         if self.log.len() >= LOG_CAPACITY {
             self.log.remove(0);
@@ -451,11 +463,13 @@ impl World {
     pub fn reset(&mut self) {
         let issuer = std::mem::take(&mut self.issuer);
         let ttl = self.access_token_ttl;
+        let secrets_file = self.secrets_file.take();
         let mut clients = std::mem::take(&mut self.clients);
         for client in &mut clients {
             client.approved = true;
         }
         *self = World::new(issuer, clients, ttl);
+        self.secrets_file = secrets_file;
     }
 }
 

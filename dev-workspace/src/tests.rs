@@ -1102,3 +1102,53 @@ async fn cursors_are_bound_to_their_list_organization_and_grant() {
         .await;
     assert_eq!((status, error_code(&body)), (400, "invalid_cursor"));
 }
+
+/// The control API answers only under a loopback host name (DNS rebinding) and refuses state
+/// changes from another site's page; issued secrets are not served over HTTP at all.
+#[tokio::test]
+async fn the_control_api_refuses_rebinding_and_cross_site_requests() {
+    let h = Harness::new().await;
+    let reset = h.url("/__dev/reset");
+    let status = |response: reqwest::Response| response.status().as_u16();
+    assert_eq!(status(h.http.post(&reset).send().await.unwrap()), 200);
+    let rebound = h
+        .http
+        .get(h.url("/__dev/state"))
+        .header("host", "evil.example")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(status(rebound), 403);
+    let cross_site = h
+        .http
+        .post(&reset)
+        .header("origin", "http://evil.example")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(status(cross_site), 403);
+    let fetch_site = h
+        .http
+        .post(&reset)
+        .header("sec-fetch-site", "cross-site")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(status(fetch_site), 403);
+    let own_page = h
+        .http
+        .post(&reset)
+        .header("origin", format!("http://{}", h.ws.addr))
+        .header("sec-fetch-site", "same-origin")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(status(own_page), 200);
+    let secrets = h
+        .http
+        .get(h.url("/__dev/issued-secrets"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(status(secrets), 404);
+}
