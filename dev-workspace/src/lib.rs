@@ -55,6 +55,11 @@ pub struct DevWorkspaceConfig {
     pub public_url: Option<String>,
     pub clients: Vec<ClientRegistration>,
     pub access_token_ttl: Duration,
+    /// A path the issuer has (`/tenant-a`: issuer `http://host:port/tenant-a`), as multi-tenant
+    /// servers do. Every endpoint moves under it, and the metadata to
+    /// `/.well-known/oauth-authorization-server/tenant-a` (RFC 8414 §3.1), so a client that
+    /// appends the well-known suffix to the issuer finds nothing. Empty: no path.
+    pub issuer_path: String,
     /// Where to append every secret this Workspace issues or receives, one a line, for leak
     /// tests outside the process (Playwright). Never served over HTTP: in-process tests read
     /// them from [`Control::issued_secrets`].
@@ -88,6 +93,7 @@ impl DevWorkspaceConfig {
             public_url: None,
             clients: Self::default_clients(partner_app_url),
             access_token_ttl: DEFAULT_ACCESS_TOKEN_TTL,
+            issuer_path: String::new(),
             secrets_file: None,
         }
     }
@@ -144,6 +150,11 @@ pub async fn start(config: DevWorkspaceConfig) -> std::io::Result<DevWorkspace> 
         .unwrap_or_else(|| format!("http://{addr}"))
         .trim_end_matches('/')
         .to_owned();
+    let issuer_path = config.issuer_path.trim_end_matches('/').to_owned();
+    if !issuer_path.is_empty() && !issuer_path.starts_with('/') {
+        return Err(std::io::Error::other("issuer_path must start with /"));
+    }
+    let base_url = format!("{base_url}{issuer_path}");
     let mut world = World::new(base_url.clone(), config.clients, config.access_token_ttl);
     if let Some(path) = &config.secrets_file {
         world.secrets_file = Some(
@@ -154,7 +165,7 @@ pub async fn start(config: DevWorkspaceConfig) -> std::io::Result<DevWorkspace> 
         );
     }
     let world = SharedWorld::new(world);
-    let app = router(world.clone());
+    let app = router(world.clone(), &issuer_path);
     let (tx, rx) = oneshot::channel::<()>();
     let task = tokio::spawn(async move {
         let serve = axum::serve(
@@ -177,14 +188,17 @@ pub async fn start(config: DevWorkspaceConfig) -> std::io::Result<DevWorkspace> 
     })
 }
 
-/// The whole router: authorization server, partner API, control API.
-pub fn router(world: SharedWorld) -> Router {
-    let public = Router::new()
-        .route("/", get(home))
+/// The whole router: authorization server, partner API (under `issuer_path`), control API.
+pub fn router(world: SharedWorld, issuer_path: &str) -> Router {
+    // RFC 8414 §3.1: the well-known segment goes between the host and the issuer's path.
+    let metadata = Router::new()
         .route(
-            "/.well-known/oauth-authorization-server",
+            &format!("/.well-known/oauth-authorization-server{issuer_path}"),
             get(oauth::metadata),
         )
+        .layer(middleware::from_fn_with_state(world.clone(), observe));
+    let public = Router::new()
+        .route("/", get(home))
         .route("/oauth/authorize", get(oauth::authorize))
         .route("/oauth/authorize/decision", post(oauth::decision))
         .route("/oauth/token", post(oauth::token))
@@ -202,10 +216,15 @@ pub fn router(world: SharedWorld) -> Router {
             get(partner::properties),
         )
         .layer(middleware::from_fn_with_state(world.clone(), observe));
+    let public = if issuer_path.is_empty() {
+        public
+    } else {
+        Router::new().nest(issuer_path, public)
+    };
     let control = control::router()
         .layer(middleware::from_fn(control::same_origin_only))
         .layer(middleware::from_fn(control::loopback_only));
-    public.merge(control).with_state(world)
+    public.merge(metadata).merge(control).with_state(world)
 }
 
 async fn home() -> impl IntoResponse {

@@ -414,7 +414,7 @@ fn consent_page(
     let body = format!(
         r#"<h1>Authorize {client}</h1>
 <p>Signed in as <strong>Dev User</strong> (dev@qentrah.test) in the Qentrah dev Workspace.</p>
-<form method="post" action="/oauth/authorize/decision">
+<form method="post" action="{path}/oauth/authorize/decision">
   <input type="hidden" name="request_id" value="{request_id}">
   <input type="hidden" name="scopes_chosen" value="1">
   <fieldset>
@@ -430,6 +430,12 @@ fn consent_page(
 </form>"#,
         client = escape(&pending.client_id),
         request_id = escape(request_id),
+        path = escape(
+            url::Url::parse(&world.issuer)
+                .map(|u| u.path().trim_end_matches('/').to_owned())
+                .unwrap_or_default()
+                .as_str()
+        ),
     );
     page("Authorize application · Qentrah dev Workspace", &body)
 }

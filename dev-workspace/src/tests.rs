@@ -1022,11 +1022,14 @@ async fn request_log_keeps_no_secret() {
 async fn control_api_refuses_non_loopback_peers() {
     use axum::extract::ConnectInfo;
     use tower::ServiceExt;
-    let app = router(SharedWorld::new(World::new(
-        "http://localhost:3000".into(),
-        DevWorkspaceConfig::default_clients(APP),
-        DEFAULT_ACCESS_TOKEN_TTL,
-    )));
+    let app = router(
+        SharedWorld::new(World::new(
+            "http://localhost:3000".into(),
+            DevWorkspaceConfig::default_clients(APP),
+            DEFAULT_ACCESS_TOKEN_TTL,
+        )),
+        "",
+    );
     let mut request = axum::http::Request::post("/__dev/reset")
         .body(Body::empty())
         .unwrap();

@@ -709,3 +709,28 @@ async fn a_narrower_grant_is_shown_with_what_is_missing() {
         .unwrap();
     assert!(html.contains("Not granted"), "{html}");
 }
+
+/// Item 9: for an issuer with a path, the metadata is found where RFC 8414 §3.1 puts it (the
+/// well-known segment between host and path), so its promise to send `iss` is kept.
+#[tokio::test]
+async fn the_metadata_of_an_issuer_with_a_path_is_found() {
+    let app = spawn_app_with(Options {
+        issuer_path: Some("/tenant-a"),
+        ..Options::default()
+    })
+    .await;
+    assert!(app.ws.base_url.ends_with("/tenant-a"));
+    assert_eq!(app.connect(&app.client, "org_acme").await, "/");
+    assert_eq!(app.server_fn(&app.client, "clients").await.0, 200);
+
+    let authorize = app.start_flow(&app.client, None).await;
+    let callback = app.consent(&authorize, "org_acme", "approve").await;
+    let response = app.finish(&app.client, &without_iss(&callback)).await;
+    assert_eq!(location(&response), "/connect/failed?reason=wrong_issuer");
+    assert!(app
+        .ws
+        .control
+        .requests()
+        .iter()
+        .any(|r| r.path == "/.well-known/oauth-authorization-server/tenant-a" && r.status == 200));
+}

@@ -37,6 +37,8 @@ pub struct Options {
     pub http_timeout_ms: Option<&'static str>,
     /// The dev Workspace's access-token lifetime (default one hour).
     pub access_token_ttl: Option<Duration>,
+    /// A path the dev Workspace's issuer has (`/tenant-a`).
+    pub issuer_path: Option<&'static str>,
 }
 
 pub async fn spawn_app() -> TestApp {
@@ -51,6 +53,9 @@ pub async fn spawn_app_with(options: Options) -> TestApp {
     let mut ws_config = DevWorkspaceConfig::for_tests(&origin);
     if let Some(ttl) = options.access_token_ttl {
         ws_config.access_token_ttl = ttl;
+    }
+    if let Some(path) = options.issuer_path {
+        ws_config.issuer_path = path.to_owned();
     }
     let ws = qentrah_dev_workspace::start(ws_config).await.unwrap();
     let database = TestDatabase::for_suite().await;
