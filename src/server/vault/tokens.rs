@@ -277,11 +277,8 @@ impl TokenManager {
         tokens: TokenSet,
         requested_scopes: Vec<String>,
     ) -> Result<String, TokenError> {
-        let this = self.clone();
         let key = key.clone();
-        let running = RunningGuard::enter(&self.running);
-        let task = tokio::spawn(async move {
-            let _running = running;
+        self.detached(move |this| async move {
             let _guard = this.lock_for(&key).lock_owned().await;
             let _permit = this.lease_permit().await?;
             let (mut lease, previous) =
@@ -350,8 +347,8 @@ impl TokenManager {
                 });
             }
             Ok(grant_id)
-        });
-        task.await.unwrap_or(Err(TokenError::Interrupted))
+        })
+        .await
     }
 
     /// Revokes the grant `binding` holds and deletes the connection, queued like a refresh:
@@ -360,11 +357,8 @@ impl TokenManager {
     /// leaving the grant live). The row is deleted whatever the Workspace answers: the tokens
     /// are purged locally even when it is unreachable.
     pub async fn disconnect(&self, binding: &Binding) -> Result<(), TokenError> {
-        let this = self.clone();
         let binding = binding.clone();
-        let running = RunningGuard::enter(&self.running);
-        let task = tokio::spawn(async move {
-            let _running = running;
+        self.detached(move |this| async move {
             let key = &binding.key;
             let _guard = this.lock_for(key).lock_owned().await;
             let _permit = this.lease_permit().await?;
@@ -398,8 +392,8 @@ impl TokenManager {
             deleted?;
             this.forget(key);
             Ok(())
-        });
-        task.await.unwrap_or(Err(TokenError::Interrupted))
+        })
+        .await
     }
 
     /// The Workspace says the grant whose access token was `generation` is gone (the
@@ -416,11 +410,8 @@ impl TokenManager {
         key: &ConnectionKey,
         generation: i64,
     ) -> Result<(), TokenError> {
-        let this = self.clone();
         let key = key.clone();
-        let running = RunningGuard::enter(&self.running);
-        let task = tokio::spawn(async move {
-            let _running = running;
+        self.detached(move |this| async move {
             let _guard = this.lock_for(&key).lock_owned().await;
             let _permit = this.lease_permit().await?;
             let (mut lease, _) = this
@@ -439,6 +430,24 @@ impl TokenManager {
                 this.forget(&key);
             }
             Ok(())
+        })
+        .await
+    }
+
+    /// Runs `work` in a task of its own and waits for it. The request may go away meanwhile (a
+    /// closed browser, a sibling call's failure cancelling a join); the work must not: cut off
+    /// between a token call and storing its result, it would lose what the Workspace just
+    /// issued. Shutdown waits for it ([`Self::drain`]).
+    async fn detached<T, F>(&self, work: impl FnOnce(TokenManager) -> F) -> Result<T, TokenError>
+    where
+        T: Send + 'static,
+        F: std::future::Future<Output = Result<T, TokenError>> + Send + 'static,
+    {
+        let running = RunningGuard::enter(&self.running);
+        let work = work(self.clone());
+        let task = tokio::spawn(async move {
+            let _running = running;
+            work.await
         });
         task.await.unwrap_or(Err(TokenError::Interrupted))
     }
@@ -502,15 +511,12 @@ impl TokenManager {
         seen_generation: i64,
         rejected: Option<Rejection>,
     ) -> Result<LeasedToken, TokenError> {
-        let this = self.clone();
         let binding = binding.clone();
-        let running = RunningGuard::enter(&self.running);
-        let task = tokio::spawn(async move {
-            let _running = running;
+        self.detached(move |this| async move {
             this.refresh_detached(&binding, seen_generation, rejected)
                 .await
-        });
-        task.await.unwrap_or(Err(TokenError::Interrupted))
+        })
+        .await
     }
 
     async fn refresh_detached(
