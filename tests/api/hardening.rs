@@ -290,6 +290,22 @@ async fn an_undecryptable_connection_asks_for_reconnection() {
     // And authorizing again replaces it.
     app.connect(&app.client, "org_acme").await;
     assert_eq!(app.server_fn(&app.client, "clients").await.0, 200);
+
+    // A session of an older grant cannot delete it, readable or not.
+    let stale = app.new_browser();
+    app.connect(&stale, "org_acme").await;
+    app.connect(&app.client, "org_acme").await;
+    app.database
+        .execute("UPDATE connections SET access_token = refresh_token")
+        .await;
+    assert_eq!(app.server_fn(&stale, "disconnect").await.0, 200);
+    assert_eq!(
+        app.database.count("connections").await,
+        1,
+        "not the stale session's to end"
+    );
+    assert_eq!(app.server_fn(&app.client, "disconnect").await.0, 200);
+    assert_eq!(app.database.count("connections").await, 0);
 }
 
 /// Item 9: metadata naming another issuer is not used (RFC 8414 §3.3).

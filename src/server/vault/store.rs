@@ -293,7 +293,23 @@ impl ConnectionStore {
         Ok((lease, connection))
     }
 
-    /// The lease alone, for replacing or deleting a row whose tokens cannot be decrypted.
+    /// The lease and the row under it, for replacing or deleting the row: its facts always, its
+    /// tokens only if they can be decrypted (`None` for a row whose key was removed or whose
+    /// ciphertext was tampered with, which is then replaced or deleted unrevoked).
+    pub async fn lease_for_replacing(
+        &self,
+        key: &ConnectionKey,
+        bound: Duration,
+    ) -> Result<(RefreshLease, Option<(ConnectionInfo, Option<Connection>)>), VaultError> {
+        let (lease, row) = self.lease_row(key, bound).await?;
+        let row = row.map(|row| {
+            let info = row.info(key);
+            (info, self.decrypt(key, row).ok())
+        });
+        Ok((lease, row))
+    }
+
+    /// The lease alone, for a write that needs nothing of the row but its generation.
     pub async fn lease_without_reading(
         &self,
         key: &ConnectionKey,

@@ -281,19 +281,18 @@ impl TokenManager {
         self.detached(move |this| async move {
             let _guard = this.lock_for(&key).lock_owned().await;
             let _permit = this.lease_permit().await?;
-            let (mut lease, previous) =
-                match this.store.lease_for_refresh(&key, this.lock_bound).await {
-                    Ok(leased) => leased,
-                    // An old row that cannot be decrypted is replaced all the same (unrevoked).
-                    Err(VaultError::Cipher(_) | VaultError::Encoding) => {
-                        let (lease, _) = this
-                            .store
-                            .lease_without_reading(&key, this.lock_bound)
-                            .await?;
-                        (lease, None)
-                    }
-                    Err(error) => return Err(error.into()),
-                };
+            let (mut lease, row) = this
+                .store
+                .lease_for_replacing(&key, this.lock_bound)
+                .await?;
+            let previous = match row {
+                Some((_, Some(previous))) => Some(previous),
+                Some((_, None)) => {
+                    tracing::error!("replacing a connection that cannot be decrypted, unrevoked");
+                    None
+                }
+                None => None,
+            };
             let mut stored = Err(VaultError::Random);
             for attempt in 0..STORE_ATTEMPTS {
                 if attempt > 0 {
@@ -362,29 +361,30 @@ impl TokenManager {
             let key = &binding.key;
             let _guard = this.lock_for(key).lock_owned().await;
             let _permit = this.lease_permit().await?;
-            let (mut lease, connection) = match this
+            let (mut lease, row) = this
                 .store
-                .lease_for_refresh(key, this.lock_bound)
-                .await
-            {
-                Ok(leased) => leased,
-                Err(VaultError::Cipher(_) | VaultError::Encoding) => {
-                    tracing::error!("disconnecting a connection that cannot be decrypted; deleting it unrevoked");
-                    this.store
-                        .lease_without_reading(key, this.lock_bound)
-                        .await?
-                }
-                Err(error) => return Err(error.into()),
-            };
-            if let Some(connection) = &connection {
-                if !binding.holds(&connection.info) {
+                .lease_for_replacing(key, this.lock_bound)
+                .await?;
+            if let Some((info, connection)) = &row {
+                // Another grant of the organization (authorized again since this session's):
+                // not this session's to end.
+                if !binding.holds(info) {
                     lease.release().await?;
                     return Err(TokenError::NotConnected);
                 }
-                let token =
-                    Revocable::best_of(connection.refresh_token.as_ref(), &connection.access_token);
-                if let Err(error) = this.oauth.revoke(token).await {
-                    tracing::warn!(%error, "revocation failed; deleting the connection anyway");
+                match connection {
+                    Some(connection) => {
+                        let token = Revocable::best_of(
+                            connection.refresh_token.as_ref(),
+                            &connection.access_token,
+                        );
+                        if let Err(error) = this.oauth.revoke(token).await {
+                            tracing::warn!(%error, "revocation failed; deleting the connection anyway");
+                        }
+                    }
+                    None => tracing::error!(
+                        "disconnecting a connection that cannot be decrypted; deleting it unrevoked"
+                    ),
                 }
             }
             let deleted = this.store.delete_under(&mut lease, key).await;
