@@ -16,13 +16,17 @@ export CARGO_TERM_COLOR ?= never
 
 TARGET_DIR := $(or $(CARGO_TARGET_DIR),$(CURDIR)/target)
 APP_BIN := $(TARGET_DIR)/release/qentrah-connect
-WORKSPACE_BIN := $(TARGET_DIR)/release/qentrah-dev-workspace
+# Playwright tests the release browser bundle (what wasm-opt touches) served by the server and
+# dev Workspace the integration tests already built: a second, optimized build of the server
+# costs half an hour cold and tests nothing the debug build does not.
+E2E_APP_BIN := $(TARGET_DIR)/debug/qentrah-connect
+E2E_WORKSPACE_BIN := $(TARGET_DIR)/debug/qentrah-dev-workspace
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
 # $(call stage,NAME,COMMAND): runs COMMAND, printing how long it took.
 stage = start=$$(date +%s); echo "==> $(1)"; $(2); echo "<== $(1): $$(( $$(date +%s) - start ))s"
 
-.PHONY: bench help dev test tools tools-rust tools-e2e tools-fuzz fmt-check clippy unit-and-integration release e2e fuzz clean
+.PHONY: bench help dev test tools tools-rust tools-e2e tools-fuzz fmt-check clippy unit-and-integration release bundle e2e fuzz clean
 
 help:
 	@echo "make dev    run the app on PARTNER_APP_URL (default http://localhost:3001), rebuilding on change"
@@ -33,11 +37,18 @@ help:
 
 tools: tools-rust tools-e2e tools-fuzz
 
+# Tools are built for build time, not run time: cargo-leptos's own release profile (fat LTO, one
+# codegen unit) spends ten minutes linking on one core, and what these tools do (run cargo,
+# wasm-bindgen and wasm-opt, minify a stylesheet) is not measurably slower at opt-level 1.
+# Cargo lets configuration (these variables) override a package's manifest profile.
+CARGO_INSTALL := CARGO_PROFILE_RELEASE_LTO=false CARGO_PROFILE_RELEASE_CODEGEN_UNITS=16 \
+  CARGO_PROFILE_RELEASE_OPT_LEVEL=1 CARGO_PROFILE_RELEASE_DEBUG=false cargo install
+
 CARGO_FUZZ_VERSION := 0.13.2
 tools-fuzz:
 	@if ! cargo fuzz --version 2>/dev/null | grep -qF '$(CARGO_FUZZ_VERSION)'; then \
-	  echo "--> installing cargo-fuzz $(CARGO_FUZZ_VERSION) (a few minutes)"; \
-	  cargo install cargo-fuzz --locked --version $(CARGO_FUZZ_VERSION); fi
+	  echo "--> installing cargo-fuzz $(CARGO_FUZZ_VERSION) (about 2 minutes)"; \
+	  $(CARGO_INSTALL) cargo-fuzz --locked --version $(CARGO_FUZZ_VERSION); fi
 
 tools-rust:
 	@if ! rustup target list --installed | grep -qx '$(WASM_TARGET)'; then \
@@ -45,12 +56,12 @@ tools-rust:
 	@if ! rustup component list --installed | grep -q '^clippy'; then rustup component add clippy; fi
 	@if ! rustup component list --installed | grep -q '^rustfmt'; then rustup component add rustfmt; fi
 	@if ! cargo leptos --version 2>/dev/null | grep -qF '$(CARGO_LEPTOS_VERSION)'; then \
-	  echo "--> installing cargo-leptos $(CARGO_LEPTOS_VERSION) (10-15 minutes on 2 cores; progress follows)"; \
-	  cargo install cargo-leptos --locked --version $(CARGO_LEPTOS_VERSION); fi
+	  echo "--> installing cargo-leptos $(CARGO_LEPTOS_VERSION) (about 10 minutes on 2 cores; progress follows)"; \
+	  $(CARGO_INSTALL) cargo-leptos --locked --version $(CARGO_LEPTOS_VERSION); fi
 	@# No --locked: wasm-bindgen-cli 0.2.130's lock names a version the registry lacks.
 	@if ! wasm-bindgen --version 2>/dev/null | grep -qF '$(WASM_BINDGEN_VERSION)'; then \
 	  echo "--> installing wasm-bindgen-cli $(WASM_BINDGEN_VERSION) (about 3 minutes)"; \
-	  cargo install wasm-bindgen-cli --version $(WASM_BINDGEN_VERSION); fi
+	  $(CARGO_INSTALL) wasm-bindgen-cli --version $(WASM_BINDGEN_VERSION); fi
 
 tools-e2e:
 	@if [ ! -f end2end/node_modules/.package-lock.json ] || \
@@ -81,13 +92,17 @@ dev: tools-rust .env
 
 ## ---- Checks -------------------------------------------------------------------------------
 
-test: tools
-	@$(call stage,fmt,cargo fmt --all -- --check)
-	@$(call stage,clippy,$(MAKE) --no-print-directory clippy)
-	@$(call stage,unit and integration tests,$(MAKE) --no-print-directory unit-and-integration)
-	@$(call stage,release build,$(MAKE) --no-print-directory release)
-	@$(call stage,end-to-end (Playwright in Chromium),$(MAKE) --no-print-directory e2e)
-	@$(call stage,fuzzing ($(FUZZ_SECONDS) s a target),$(MAKE) --no-print-directory fuzz)
+# Each stage prints its time, set-up included (on a fresh machine it is the longest).
+test:
+	@suite_start=$$(date +%s); \
+	$(call stage,set-up (what this machine lacks),$(MAKE) --no-print-directory tools); \
+	$(call stage,fmt,cargo fmt --all -- --check); \
+	$(call stage,clippy,$(MAKE) --no-print-directory clippy); \
+	$(call stage,unit and integration tests,$(MAKE) --no-print-directory unit-and-integration); \
+	$(call stage,release browser bundle,$(MAKE) --no-print-directory bundle); \
+	$(call stage,end-to-end (Playwright in Chromium),$(MAKE) --no-print-directory e2e); \
+	$(call stage,fuzzing ($(FUZZ_SECONDS) s a target),$(MAKE) --no-print-directory fuzz); \
+	echo "make test: $$(( $$(date +%s) - suite_start ))s in all"
 
 # The app's server build needs `ssr`; the dev Workspace crate has no features.
 SERVER_FEATURES := --workspace --features qentrah-connect/ssr
@@ -119,24 +134,34 @@ unit-and-integration:
 	      --skip cluster::; fi; \
 	fi
 
+# What ships: the optimized server and the browser bundle (`make bench` measures these).
 release:
 	cargo leptos build --release --precompress
-	cargo build --release -p qentrah-dev-workspace
 	node scripts/bundle-sizes.mjs target/site/pkg
 
+# What Playwright tests: the release browser bundle (wasm-release profile, wasm-opt, precompressed).
+bundle:
+	cargo leptos build --release --precompress --frontend-only
+	node scripts/bundle-sizes.mjs target/site/pkg
+
+# The debug server and dev Workspace with the test build's features (dev-dependencies included),
+# so cargo reuses what `unit-and-integration` compiled and only links the two binaries.
 e2e:
+	cargo build $(SERVER_FEATURES) --bins --tests
 	rm -rf target/e2e && mkdir -p target/e2e
-	cd end2end && APP_BIN='$(APP_BIN)' WORKSPACE_BIN='$(WORKSPACE_BIN)' playwright test
+	cd end2end && APP_BIN='$(E2E_APP_BIN)' WORKSPACE_BIN='$(E2E_WORKSPACE_BIN)' playwright test
 
 # cargo-fuzz needs nightly-only flags; RUSTC_BOOTSTRAP lets the one stable toolchain accept them.
-# No sanitizer: coverage-guided fuzzing for panics in safe Rust.
+# No sanitizer: coverage-guided fuzzing for panics in safe Rust. `--dev`: the coverage flags make
+# cargo rebuild every dependency, and an unoptimized build costs a fraction of an optimized one
+# (fewer runs in the same seconds, and overflow checks on, which makes the fuzzer stricter).
 FUZZ_SECONDS ?= 20
 FUZZ_TARGETS := workspace_response callback_params
 fuzz:
 	@mkdir -p target
 	@for target in $(FUZZ_TARGETS); do \
 	  echo "--> fuzzing $$target for $(FUZZ_SECONDS) s"; \
-	  RUSTC_BOOTSTRAP=1 cargo fuzz run --fuzz-dir fuzz --sanitizer none $$target -- \
+	  RUSTC_BOOTSTRAP=1 cargo fuzz run --dev --fuzz-dir fuzz --sanitizer none $$target -- \
 	    -max_total_time=$(FUZZ_SECONDS) -max_len=4096 -print_final_stats=1 \
 	    > target/fuzz-$$target.log 2>&1 || { tail -n 60 target/fuzz-$$target.log; exit 1; }; \
 	  grep -E '^(Done [0-9]+ runs|stat::number_of_executed_units)' target/fuzz-$$target.log || true; \
