@@ -1,7 +1,13 @@
 //! Benchmarks: the product against the floor set by the network and the machine, as ratios
 //! measured side by side in one run (absolute numbers drift on shared machines; ratios hold).
 //! Prints each figure, its target, and whether the target is met. `make bench` runs it.
-#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+// Benchmarks time real work: the monotonic clock is what they measure with.
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic,
+    clippy::disallowed_methods
+)]
 
 #[allow(dead_code)]
 #[path = "../tests/api/database.rs"]

@@ -342,7 +342,7 @@ async fn waiting_for_another_instances_refresh_is_bounded() {
         .lease_for_refresh(&key, Duration::from_secs(10))
         .await
         .unwrap();
-    let waited = std::time::Instant::now();
+    let waited = tokio::time::Instant::now();
     let outcome = second
         .lease_for_refresh(&key, Duration::from_millis(300))
         .await;

@@ -1,6 +1,7 @@
 //! What a person sees: pages and server functions over the Workspace's data and every state.
 
-use std::time::{Duration, Instant};
+use std::time::Duration;
+use tokio::time::Instant;
 
 use qentrah_dev_workspace::{Endpoint, Failure};
 use serde_json::json;
@@ -211,4 +212,36 @@ async fn pages_without_a_connection_offer_to_authorize() {
             "{path}"
         );
     }
+}
+
+/// A page reads its connection from the vault once, however many partner-API calls its server
+/// functions make: the overview (`me` and the first page of two lists, three server functions)
+/// and the organization page (the dashboard's three calls); a server function called over HTTP
+/// too. Before, each call read and decrypted the row again.
+#[tokio::test]
+async fn a_page_reads_the_vault_once_however_many_calls_it_makes() {
+    let app = spawn_app().await;
+    app.connect(&app.client, "org_acme").await;
+    let vault = app.state.as_ref().unwrap().connections.tokens().store();
+    for path in ["/", "/organization"] {
+        let (reads, calls) = (
+            vault.reads(),
+            app.ws.control.counters().partner_api_requests,
+        );
+        let response = app.client.get(app.url(path)).send().await.unwrap();
+        assert_eq!(response.status(), 200, "{path}");
+        let html = response.text().await.unwrap();
+        assert!(html.contains("Acme"), "{path} shows the organization");
+        let calls = app.ws.control.counters().partner_api_requests - calls;
+        assert_eq!(calls, 3, "{path}: me, clients, properties");
+        assert_eq!(
+            vault.reads() - reads,
+            1,
+            "{path}: one vault read for {calls} calls"
+        );
+    }
+    let reads = vault.reads();
+    let (status, body) = app.server_fn(&app.client, "dashboard").await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(vault.reads() - reads, 1, "the dashboard over HTTP");
 }
