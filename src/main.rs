@@ -5,7 +5,7 @@ use std::sync::Arc;
 
 use qentrah_connect::server::clock::SystemClock;
 use qentrah_connect::server::startup::{shutdown_signal, Application};
-use qentrah_connect::server::{error_chain, telemetry, AppConfig};
+use qentrah_connect::server::{telemetry, AppConfig};
 
 /// The file the server reads its Leptos runtime options from (overridable by `LEPTOS_*`).
 const LEPTOS_CONFIG_FILE: &str = "Leptos.toml";
@@ -38,7 +38,7 @@ async fn main() -> ExitCode {
     telemetry::init();
     let app = match Application::build(config, leptos_options, Arc::new(SystemClock)).await {
         Ok(app) => app,
-        Err(error) => return fail(&format!("start-up failed: {}", error_chain(&error))),
+        Err(error) => return fail(&format!("start-up failed: {error:?}")),
     };
     if let Some(addr) = app.local_addr() {
         tracing::info!(
@@ -49,7 +49,7 @@ async fn main() -> ExitCode {
     }
     match app.serve(shutdown_signal()).await {
         Ok(()) => ExitCode::SUCCESS,
-        Err(error) => fail(&error_chain(&error)),
+        Err(error) => fail(&format!("{error:?}")),
     }
 }
 

@@ -33,10 +33,26 @@ pub enum AppError {
 }
 
 impl AppError {
+    /// The HTTP status this error answers with, set here and nowhere else: the caller's state
+    /// is a 4xx, the Workspace's trouble a 503, only our own failure a 500.
+    #[cfg(feature = "ssr")]
+    pub fn status(&self) -> axum::http::StatusCode {
+        use axum::http::StatusCode;
+        match self {
+            AppError::NotConnected | AppError::ReconnectRequired => StatusCode::UNAUTHORIZED,
+            AppError::AskWorkspaceAdmin
+            | AppError::ScopeDenied { .. }
+            | AppError::WrongOrganization => StatusCode::FORBIDDEN,
+            AppError::Retry => StatusCode::SERVICE_UNAVAILABLE,
+            AppError::Internal => StatusCode::INTERNAL_SERVER_ERROR,
+            AppError::Request => StatusCode::BAD_REQUEST,
+        }
+    }
+
     /// Logs `cause` (with its chain) and returns the safe [`AppError::Internal`].
     #[cfg(feature = "ssr")]
     pub fn internal(context: &str, cause: &dyn std::error::Error) -> Self {
-        tracing::error!(error = %crate::server::error_chain(cause), "{context}");
+        tracing::error!(error = %crate::server::Causes(cause), "{context}");
         AppError::Internal
     }
 }

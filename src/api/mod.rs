@@ -6,78 +6,97 @@ mod error;
 pub use error::AppError;
 
 use leptos::prelude::*;
+#[cfg(feature = "ssr")]
+use leptos::server_fn::ServerFn;
 
 use crate::domain::{ConnectionView, DashboardView, ListKind, OrganizationView, RecordPage};
+
+// Each server function names its own URL (`<Struct as ServerFn>::PATH`): only a call to that
+// URL gets the failure's HTTP status (see `for_connection`).
 
 /// The browser's connection, or why there is none.
 #[server(endpoint = "connection_status")]
 pub async fn connection_status() -> Result<ConnectionView, AppError> {
-    use crate::server::api_support::{connection_key, state, with_status};
-    with_status(async { state()?.connection_view(&connection_key().await?).await }.await)
+    use crate::server::api_support::for_connection;
+    for_connection(
+        <ConnectionStatus as ServerFn>::PATH,
+        |connections, access| async move { connections.view(&access).await },
+    )
+    .await
 }
 
 /// The connected organization's profile (`me`).
 #[server(endpoint = "organization_overview")]
 pub async fn organization_overview() -> Result<OrganizationView, AppError> {
-    use crate::server::api_support::{connection_key, state, with_status};
-    with_status(async { state()?.organization(&connection_key().await?).await }.await)
+    use crate::server::api_support::for_connection;
+    for_connection(
+        <OrganizationOverview as ServerFn>::PATH,
+        |connections, access| async move { connections.organization(&access).await },
+    )
+    .await
 }
 
 /// The organization with the first page of its clients and properties, loaded concurrently.
 #[server(endpoint = "dashboard")]
 pub async fn dashboard() -> Result<DashboardView, AppError> {
-    use crate::server::api_support::{connection_key, state, with_status};
-    with_status(async { state()?.dashboard(&connection_key().await?).await }.await)
+    use crate::server::api_support::for_connection;
+    for_connection(
+        <Dashboard as ServerFn>::PATH,
+        |connections, access| async move { connections.dashboard(&access).await },
+    )
+    .await
 }
 
 /// The first upstream page of a list, for an overview (one call to the Workspace).
 #[server(endpoint = "first_page")]
 pub async fn first_page(list: ListKind) -> Result<RecordPage, AppError> {
-    use crate::server::api_support::{connection_key, state, with_status};
-    with_status(async { state()?.first_page(&connection_key().await?, list).await }.await)
+    use crate::server::api_support::for_connection;
+    for_connection(
+        <FirstPage as ServerFn>::PATH,
+        |connections, access| async move { connections.first_page(&access, list).await },
+    )
+    .await
 }
 
 /// One page of the organization's clients, from `cursor` (the first page without one).
 #[server(endpoint = "clients")]
 pub async fn list_clients(cursor: Option<String>) -> Result<RecordPage, AppError> {
-    use crate::server::api_support::{connection_key, state, with_status};
-    use crate::server::workspace::ListResource;
-    with_status(
-        async {
-            state()?
-                .page(&connection_key().await?, ListResource::Clients, cursor)
-                .await
-        }
-        .await,
-    )
+    use crate::server::api_support::for_connection;
+    for_connection(<ListClients as ServerFn>::PATH, |connections, access| async move {
+        connections.page(&access, ListKind::Clients, cursor).await
+    })
+    .await
 }
 
 /// One page of the organization's properties, from `cursor` (the first page without one).
 #[server(endpoint = "properties")]
 pub async fn list_properties(cursor: Option<String>) -> Result<RecordPage, AppError> {
-    use crate::server::api_support::{connection_key, state, with_status};
-    use crate::server::workspace::ListResource;
-    with_status(
-        async {
-            state()?
-                .page(&connection_key().await?, ListResource::Properties, cursor)
+    use crate::server::api_support::for_connection;
+    for_connection(
+        <ListProperties as ServerFn>::PATH,
+        |connections, access| async move {
+            connections
+                .page(&access, ListKind::Properties, cursor)
                 .await
-        }
-        .await,
+        },
     )
+    .await
 }
 
 /// Revokes and deletes the browser's connection; works even when the Workspace is down.
 #[server(endpoint = "disconnect")]
 pub async fn disconnect() -> Result<(), AppError> {
-    use crate::server::api_support::{connection_key, session, state, with_status};
-    with_status(
-        async {
-            state()?.disconnect(&connection_key().await?).await?;
-            crate::server::session::unbind_connection(&session().await?)
+    use crate::server::api_support::{for_connection, session};
+    for_connection(
+        <Disconnect as ServerFn>::PATH,
+        |connections, access| async move {
+            connections.disconnect(access.binding()).await?;
+            session()
+                .await?
+                .unbind_connection(&access.key().provider)
                 .await
                 .map_err(|error| AppError::internal("unbinding the session", &error))
-        }
-        .await,
+        },
     )
+    .await
 }

@@ -112,6 +112,17 @@ pub struct AppConfig {
     /// How many reverse proxies (load balancers) in front of the app append to
     /// `X-Forwarded-For`; 0 (the default) trusts no such header and keys by the peer address.
     pub trusted_proxy_hops: u8,
+    /// Providers beside Qentrah, each a Workspace-like OAuth provider of its own. None come
+    /// from the environment yet; a profile file will add them.
+    pub other_providers: Vec<OtherProvider>,
+}
+
+/// A provider beside Qentrah: its name (the `provider` of its connections, and its routes
+/// `/api/auth/{name}/start` and `/callback`) and where it lives and who we are to it.
+#[derive(Debug, Clone)]
+pub struct OtherProvider {
+    pub name: String,
+    pub workspace: WorkspaceConfig,
 }
 
 /// Keys for the token vault: the current one (absent: derived from `SESSION_SECRET`) and
@@ -342,6 +353,7 @@ impl AppConfig {
             auth_rate_limit_per_minute,
             http_timeout,
             trusted_proxy_hops,
+            other_providers: Vec::new(),
         })
     }
 }

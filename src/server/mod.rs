@@ -7,10 +7,16 @@ pub mod api_support;
 pub mod clock;
 /// Typed, validated configuration from the environment.
 pub mod config;
+/// The connections service: a session's connection, its data, disconnecting it.
+pub mod connections;
 /// The database pool and embedded migrations.
 pub mod db;
+/// The shared outbound HTTP client (timeouts, no redirects, no proxy) and capped reads.
+pub mod http;
 /// OAuth 2.1 + PKCE: authorization URL, callback, token calls, flows in progress.
 pub mod oauth;
+/// The providers as data: profiles, OAuth clients, partner API clients.
+pub mod providers;
 /// Plain axum routes (health) and the router that joins them with Leptos.
 pub mod routes;
 /// Security headers, cross-site refusal, rate limits.
@@ -31,14 +37,39 @@ pub mod workspace;
 pub use config::AppConfig;
 pub use state::AppState;
 
-/// An error with its causes, on one line, for logs.
-pub fn error_chain(error: &dyn std::error::Error) -> String {
-    let mut line = error.to_string();
+/// Writes an error and its causes on one line (`a: b: c`).
+pub fn write_causes(
+    f: &mut std::fmt::Formatter<'_>,
+    error: &dyn std::error::Error,
+) -> std::fmt::Result {
+    write!(f, "{error}")?;
     let mut source = error.source();
     while let Some(cause) = source {
-        line.push_str(": ");
-        line.push_str(&cause.to_string());
+        write!(f, ": {cause}")?;
         source = cause.source();
     }
-    line
+    Ok(())
 }
+
+/// An error and its causes on one line, for a log field (`error = %Causes(&e)`) where the error
+/// is only known as `dyn Error`.
+pub struct Causes<'a>(pub &'a dyn std::error::Error);
+
+impl std::fmt::Display for Causes<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write_causes(f, self.0)
+    }
+}
+
+/// `Debug` for our error types as their message and causes on one line, so that a log line
+/// with `?error` (or a start-up failure printed with `{error:?}`) says everything.
+macro_rules! debug_with_causes {
+    ($($error:ty),+ $(,)?) => {$(
+        impl std::fmt::Debug for $error {
+            fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                $crate::server::write_causes(f, self)
+            }
+        }
+    )+};
+}
+pub(crate) use debug_with_causes;

@@ -15,31 +15,41 @@ use tower_http::request_id::{MakeRequestUuid, PropagateRequestIdLayer, SetReques
 use tower_http::trace::{DefaultOnResponse, TraceLayer};
 
 use super::state::AppState;
+use super::vault::RequestScope;
 use super::{session, telemetry};
 use crate::app::{shell, App};
 
-/// The whole application router.
+/// The whole application: one router per surface, each with the layers it needs, joined under
+/// the few every response gets (request id, trace span, security headers). A surface that is
+/// not a browser's (health probes now; webhooks and a public `/api/v1` later) is merged here,
+/// beside the browser surface, and inherits none of its session, same-origin or canonical-host
+/// layers.
 pub fn router(state: AppState) -> Router {
-    let routes = generate_route_list(App);
-    let context_state = state.clone();
+    Router::new()
+        .merge(health_router())
+        .merge(browser_router(&state))
+        .layer(middleware::from_fn_with_state(
+            state.clone(),
+            super::security::security_headers,
+        ))
+        .with_state(state)
+        // Outermost last: the id is set first, then the span sees it, then it is echoed back.
+        .layer(PropagateRequestIdLayer::x_request_id())
+        .layer(
+            TraceLayer::new_for_http()
+                .make_span_with(telemetry::request_span)
+                .on_response(DefaultOnResponse::new().level(tracing::Level::INFO)),
+        )
+        .layer(SetRequestIdLayer::x_request_id(MakeRequestUuid))
+}
 
-    // Pages (and, later, server functions and OAuth routes): canonical host, session.
-    let app = Router::new()
-        .leptos_routes_with_context(
-            &state,
-            routes,
-            move || provide_context(context_state.clone()),
-            {
-                let options = state.leptos_options.clone();
-                move || shell(options.clone())
-            },
-        )
-        .merge(
-            super::oauth::routes::router().route_layer(middleware::from_fn_with_state(
-                state.clone(),
-                super::security::limit_auth_routes,
-            )),
-        )
+/// What a browser uses: the pages, their server functions and the OAuth routes. All of it on
+/// the canonical host (cookies are per host), with the session, the same-origin check on
+/// state changes, and no caching of what depends on the session.
+fn browser_router(state: &AppState) -> Router<AppState> {
+    Router::new()
+        .merge(pages_router(state))
+        .merge(oauth_router(state))
         .fallback(leptos_axum::file_and_error_handler::<AppState, _>(shell))
         .layer(session::layer(
             &state.db,
@@ -57,24 +67,34 @@ pub fn router(state: AppState) -> Router {
         .layer(middleware::from_fn_with_state(
             state.clone(),
             redirect_to_canonical_host,
-        ));
-
-    Router::new()
-        .merge(health_router())
-        .merge(app)
-        .layer(middleware::from_fn_with_state(
-            state.clone(),
-            super::security::security_headers,
         ))
-        .with_state(state)
-        // Outermost last: the id is set first, then the span sees it, then it is echoed back.
-        .layer(PropagateRequestIdLayer::x_request_id())
-        .layer(
-            TraceLayer::new_for_http()
-                .make_span_with(telemetry::request_span)
-                .on_response(DefaultOnResponse::new().level(tracing::Level::INFO)),
-        )
-        .layer(SetRequestIdLayer::x_request_id(MakeRequestUuid))
+}
+
+/// The Leptos pages and server functions, each request with the state and its own
+/// [`RequestScope`] in context: every server function a page calls in-process shares one vault
+/// read of the connection.
+fn pages_router(state: &AppState) -> Router<AppState> {
+    let context_state = state.clone();
+    Router::new().leptos_routes_with_context(
+        state,
+        generate_route_list(App),
+        move || {
+            provide_context(context_state.clone());
+            provide_context(RequestScope::default());
+        },
+        {
+            let options = state.leptos_options.clone();
+            move || shell(options.clone())
+        },
+    )
+}
+
+/// The OAuth routes, with a per-address rate limit of their own.
+fn oauth_router(state: &AppState) -> Router<AppState> {
+    super::oauth::routes::router(&state.providers).route_layer(middleware::from_fn_with_state(
+        state.clone(),
+        super::security::limit_auth_routes,
+    ))
 }
 
 /// `/healthz` and `/readyz`: exempt from the canonical-host redirect so that load balancers and

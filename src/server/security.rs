@@ -12,6 +12,7 @@ use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 
 use super::state::AppState;
+use crate::api::AppError;
 
 /// The page CSP: scripts only from us or carrying this response's nonce (Leptos puts it on its
 /// hydration scripts), wasm compilation allowed, no framing, no plugins, forms only to us.
@@ -109,9 +110,10 @@ pub async fn refuse_cross_site(
 }
 
 /// A server function whose arguments could not be decoded (a malformed or non-UTF-8 body)
-/// fails inside Leptos before our code runs, and Leptos answers 500. That is the caller's
-/// mistake: answer 400. Recognised by the body, the encoded [`crate::api::AppError::Request`]
-/// that `FromServerFnError` makes of every such framework error.
+/// fails inside Leptos before our code runs, and Leptos answers 500 with no way for us to set
+/// the status. That is the caller's mistake: answer 400. Such a response is recognised by its
+/// body, the encoded [`AppError::Request`] that `FromServerFnError` makes of every framework
+/// error (a unit test pins the two together); the status is [`AppError::status`]'s.
 pub async fn caller_errors_are_4xx(request: Request, next: Next) -> Response {
     let response = next.run(request).await;
     if response.status() != StatusCode::INTERNAL_SERVER_ERROR {
@@ -121,10 +123,16 @@ pub async fn caller_errors_are_4xx(request: Request, next: Next) -> Response {
     let Ok(bytes) = axum::body::to_bytes(body, 64 * 1024).await else {
         return (StatusCode::INTERNAL_SERVER_ERROR, "internal error").into_response();
     };
-    if bytes.as_ref() == b"\"Request\"" {
-        parts.status = StatusCode::BAD_REQUEST;
+    if bytes == framework_error_body() {
+        parts.status = AppError::Request.status();
     }
     Response::from_parts(parts, axum::body::Body::from(bytes))
+}
+
+/// What Leptos sends for a server function call that failed before reaching our code.
+fn framework_error_body() -> axum::body::Bytes {
+    use leptos::server_fn::error::FromServerFnError;
+    AppError::Request.ser()
 }
 
 /// How many client buckets a limiter tracks at most: past it, the oldest window is forgotten.
@@ -309,7 +317,10 @@ pub async fn limit_auth_routes(
         request.headers(),
         state.config.trusted_proxy_hops,
     );
-    match state.auth_rate_limiter.check(client, Instant::now()) {
+    match state
+        .auth_rate_limiter
+        .check(client, state.clock.monotonic())
+    {
         Ok(()) => next.run(request).await,
         Err(retry_after) => {
             tracing::warn!(ip = %client, "auth route rate limit reached");
@@ -339,9 +350,25 @@ pub async fn limit_auth_routes(
 }
 
 #[cfg(test)]
+#[allow(clippy::disallowed_methods)] // A starting instant for the limiter; only differences count.
 mod tests {
     use super::*;
     use axum::http::HeaderMap;
+
+    /// The one body [`caller_errors_are_4xx`] rewrites is what Leptos makes of a framework
+    /// error, and no other error of ours encodes the same.
+    #[test]
+    fn framework_errors_are_recognised_by_their_encoded_app_error() {
+        use leptos::server_fn::error::{FromServerFnError, ServerFnErrorErr};
+        let framework = AppError::from_server_fn_error(ServerFnErrorErr::Args(
+            "expected value at line 1".to_owned(),
+        ));
+        assert_eq!(framework.ser(), framework_error_body());
+        assert_eq!(framework.status(), StatusCode::BAD_REQUEST);
+        for other in [AppError::Internal, AppError::Retry, AppError::NotConnected] {
+            assert_ne!(other.ser(), framework_error_body());
+        }
+    }
 
     #[test]
     fn cross_site_detection() {

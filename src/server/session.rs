@@ -12,6 +12,7 @@ use tower_sessions_sqlx_store::{PostgresStore, SqliteStore};
 
 use super::config::{PartnerAppUrl, SessionSecret};
 use super::db::Db;
+use super::vault::{Binding, ConnectionKey};
 
 /// How long a session lives without use.
 pub const SESSION_IDLE_LIFETIME: time::Duration = time::Duration::days(7);
@@ -65,7 +66,11 @@ pub const SESSION_RENEWAL_INTERVAL: time::Duration = time::Duration::days(1);
 
 const BROWSER_BINDING: &str = "oauth.browser_binding";
 const RENEWED_AT: &str = "session.renewed_at";
-const CONNECTION: &str = "qentrah.connection";
+
+/// Where a session keeps its connection to `provider` (`qentrah.connection`: one per provider).
+fn connection_entry(provider: &str) -> String {
+    format!("{provider}.connection")
+}
 
 /// The connection this browser completed a flow for, and the grant it completed: who it may
 /// see, for as long as the connection holds that grant. Not secret.
@@ -79,92 +84,122 @@ struct SessionConnection {
     grant_id: String,
 }
 
-/// A random value that ties OAuth flows to this browser's session; created on first use.
-pub async fn browser_binding(
-    session: &tower_sessions::Session,
-) -> Result<String, tower_sessions::session::Error> {
-    if let Some(binding) = session.get::<String>(BROWSER_BINDING).await? {
-        return Ok(binding);
+/// The session store failed (its database, or a value that no longer decodes).
+#[derive(thiserror::Error)]
+#[error("the session store failed")]
+pub struct SessionError(#[source] tower_sessions::session::Error);
+
+impl From<tower_sessions::session::Error> for SessionError {
+    fn from(error: tower_sessions::session::Error) -> Self {
+        Self(error)
     }
-    let mut bytes = [0u8; 32];
-    getrandom::fill(&mut bytes).map_err(|e| {
-        tower_sessions::session::Error::Store(tower_sessions::session_store::Error::Backend(
-            e.to_string(),
-        ))
-    })?;
-    let binding: String = bytes.iter().map(|b| format!("{b:02x}")).collect();
-    session.insert(BROWSER_BINDING, &binding).await?;
-    Ok(binding)
 }
 
-/// The binding if this browser has one (the callback never creates one).
-pub async fn existing_browser_binding(
-    session: &tower_sessions::Session,
-) -> Result<Option<String>, tower_sessions::session::Error> {
-    session.get::<String>(BROWSER_BINDING).await
-}
+/// A browser's session, in the product's terms: the value that ties OAuth flows to it, the
+/// connection (one per provider) it completed, and its keep-alive. The string keys it is stored
+/// under appear nowhere else.
+#[derive(Debug, Clone)]
+pub struct BrowserSession(tower_sessions::Session);
 
-/// Binds this browser to a connection under a fresh session id, so an id planted before the
-/// flow is worthless after it (session fixation).
-pub async fn bind_connection(
-    session: &tower_sessions::Session,
-    binding: &crate::server::vault::Binding,
-) -> Result<(), tower_sessions::session::Error> {
-    session.cycle_id().await?;
-    let key = &binding.key;
-    session
-        .insert(
-            CONNECTION,
-            SessionConnection {
-                provider: key.provider.clone(),
-                organization_id: key.organization_id.clone(),
-                resource: key.resource.clone(),
-                grant_id: binding.grant_id.clone(),
-            },
-        )
-        .await
-}
+impl<S: Send + Sync> axum::extract::FromRequestParts<S> for BrowserSession {
+    type Rejection = <tower_sessions::Session as axum::extract::FromRequestParts<S>>::Rejection;
 
-/// The connection (and grant) this browser may see, if any.
-pub async fn current_connection(
-    session: &tower_sessions::Session,
-) -> Result<Option<crate::server::vault::Binding>, tower_sessions::session::Error> {
-    Ok(session
-        .get::<SessionConnection>(CONNECTION)
-        .await?
-        .map(|c| crate::server::vault::Binding {
-            key: crate::server::vault::ConnectionKey {
-                provider: c.provider,
-                organization_id: c.organization_id,
-                resource: c.resource,
-            },
-            grant_id: c.grant_id,
-        }))
-}
-
-/// Keeps a session in use alive. `OnInactivity` expiry moves only when the session is saved, and
-/// tower-sessions saves only a modified session: without this, a browser used every day would
-/// still lose its connection [`SESSION_IDLE_LIFETIME`] after connecting. Renewing at most once a
-/// [`SESSION_RENEWAL_INTERVAL`] keeps that from costing a database write per request.
-pub async fn keep_alive(
-    session: &tower_sessions::Session,
-    now_unix: i64,
-) -> Result<(), tower_sessions::session::Error> {
-    let renewed_at = session.get::<i64>(RENEWED_AT).await?;
-    let due = renewed_at
-        .is_none_or(|at| now_unix.saturating_sub(at) >= SESSION_RENEWAL_INTERVAL.whole_seconds());
-    if due {
-        session.insert(RENEWED_AT, now_unix).await?;
+    async fn from_request_parts(
+        parts: &mut axum::http::request::Parts,
+        state: &S,
+    ) -> Result<Self, Self::Rejection> {
+        tower_sessions::Session::from_request_parts(parts, state)
+            .await
+            .map(Self)
     }
-    Ok(())
 }
 
-/// Forgets this browser's connection (and rotates the id).
-pub async fn unbind_connection(
-    session: &tower_sessions::Session,
-) -> Result<(), tower_sessions::session::Error> {
-    session.remove::<SessionConnection>(CONNECTION).await?;
-    session.cycle_id().await
+impl BrowserSession {
+    pub fn new(session: tower_sessions::Session) -> Self {
+        Self(session)
+    }
+
+    /// A random value that ties OAuth flows to this browser's session; created on first use.
+    pub async fn flow_binding(&self) -> Result<String, SessionError> {
+        if let Some(binding) = self.0.get::<String>(BROWSER_BINDING).await? {
+            return Ok(binding);
+        }
+        let mut bytes = [0u8; 32];
+        getrandom::fill(&mut bytes).map_err(|e| {
+            SessionError(tower_sessions::session::Error::Store(
+                tower_sessions::session_store::Error::Backend(e.to_string()),
+            ))
+        })?;
+        let binding: String = bytes.iter().map(|b| format!("{b:02x}")).collect();
+        self.0.insert(BROWSER_BINDING, &binding).await?;
+        Ok(binding)
+    }
+
+    /// The flow binding if this browser has one (the callback never creates one).
+    pub async fn existing_flow_binding(&self) -> Result<Option<String>, SessionError> {
+        Ok(self.0.get::<String>(BROWSER_BINDING).await?)
+    }
+
+    /// Binds this browser to a connection under a fresh session id, so an id planted before
+    /// the flow is worthless after it (session fixation).
+    pub async fn bind_connection(&self, binding: &Binding) -> Result<(), SessionError> {
+        self.0.cycle_id().await?;
+        let key = &binding.key;
+        self.0
+            .insert(
+                &connection_entry(&key.provider),
+                SessionConnection {
+                    provider: key.provider.clone(),
+                    organization_id: key.organization_id.clone(),
+                    resource: key.resource.clone(),
+                    grant_id: binding.grant_id.clone(),
+                },
+            )
+            .await?;
+        Ok(())
+    }
+
+    /// The connection to `provider` (and grant) this browser may see, if any.
+    pub async fn connection(&self, provider: &str) -> Result<Option<Binding>, SessionError> {
+        Ok(self
+            .0
+            .get::<SessionConnection>(&connection_entry(provider))
+            .await?
+            .filter(|c| c.provider == provider)
+            .map(|c| Binding {
+                key: ConnectionKey {
+                    provider: c.provider,
+                    organization_id: c.organization_id,
+                    resource: c.resource,
+                },
+                grant_id: c.grant_id,
+            }))
+    }
+
+    /// Keeps a session in use alive. `OnInactivity` expiry moves only when the session is
+    /// saved, and tower-sessions saves only a modified session: without this, a browser used
+    /// every day would still lose its connection [`SESSION_IDLE_LIFETIME`] after connecting.
+    /// Renewing at most once a [`SESSION_RENEWAL_INTERVAL`] keeps that from costing a database
+    /// write per request.
+    pub async fn keep_alive(&self, now_unix: i64) -> Result<(), SessionError> {
+        let renewed_at = self.0.get::<i64>(RENEWED_AT).await?;
+        let due = renewed_at.is_none_or(|at| {
+            now_unix.saturating_sub(at) >= SESSION_RENEWAL_INTERVAL.whole_seconds()
+        });
+        if due {
+            self.0.insert(RENEWED_AT, now_unix).await?;
+        }
+        Ok(())
+    }
+
+    /// Forgets this browser's connection to `provider` (and rotates the id).
+    pub async fn unbind_connection(&self, provider: &str) -> Result<(), SessionError> {
+        self.0
+            .remove::<SessionConnection>(&connection_entry(provider))
+            .await?;
+        self.0.cycle_id().await?;
+        Ok(())
+    }
 }
 
 /// Session records in the app's database, SQLite or PostgreSQL: one type for the session layer
@@ -239,6 +274,8 @@ pub fn spawn_expired_session_cleanup(db: &Db) {
         }
     });
 }
+
+crate::server::debug_with_causes!(SessionError);
 
 #[cfg(test)]
 mod tests {

@@ -9,16 +9,17 @@ use tokio::net::TcpListener;
 
 use super::clock::SharedClock;
 use super::config::AppConfig;
+use super::connections::Connections;
 use super::db::{self, DbError};
+use super::http::http_client;
 use super::oauth::flows::FlowStore;
-use super::oauth::{OAuthClient, ProviderConfig};
+use super::providers::{ProviderError, ProviderRegistry};
 use super::state::AppState;
 use super::vault::{ConnectionStore, Keyring, TokenManager};
-use super::workspace::{http_client, WorkspaceClient};
 use super::{routes, session};
 
 /// Why the app could not start.
-#[derive(Debug, thiserror::Error)]
+#[derive(thiserror::Error)]
 pub enum StartupError {
     #[error(transparent)]
     Db(#[from] DbError),
@@ -30,8 +31,8 @@ pub enum StartupError {
     },
     #[error("could not build the HTTP client")]
     HttpClient(#[source] reqwest::Error),
-    #[error("the Workspace URL does not form valid endpoint URLs")]
-    ProviderUrl(#[source] url::ParseError),
+    #[error("the providers cannot be served")]
+    Providers(#[from] ProviderError),
     #[error("the server stopped with an error")]
     Serve(#[source] std::io::Error),
 }
@@ -69,21 +70,15 @@ impl Application {
         session::spawn_expired_session_cleanup(&db);
         let http = http_client(config.http_timeout).map_err(StartupError::HttpClient)?;
         let keyring = Arc::new(Keyring::from_config(&config.vault, &config.session_secret));
-        let provider = ProviderConfig::qentrah(&config).map_err(StartupError::ProviderUrl)?;
-        let oauth = OAuthClient::new(provider, &config.workspace, http.clone());
+        let providers = ProviderRegistry::from_config(&config, &http)?;
         let vault = ConnectionStore::new(db.clone(), keyring.clone());
         let tokens = TokenManager::new(
-            vault.clone(),
-            oauth.clone(),
+            vault,
+            providers.clients(),
             clock.clone(),
             config.http_timeout,
         );
-        let workspace = WorkspaceClient::new(
-            http,
-            config.workspace.api_url.as_str(),
-            tokens,
-            config.workspace.page_size,
-        );
+        let connections = Connections::new(tokens, providers.clone());
         let auth_rate_limiter = super::security::RateLimiter::new(
             config.auth_rate_limit_per_minute,
             std::time::Duration::from_secs(60),
@@ -95,9 +90,8 @@ impl Application {
             flows: FlowStore::new(db.clone(), keyring),
             db,
             clock,
-            oauth,
-            vault,
-            workspace,
+            providers,
+            connections,
         };
         let router = routes::router(state.clone());
         Ok(Self {
@@ -121,7 +115,7 @@ impl Application {
         shutdown: impl std::future::Future<Output = ()> + Send + 'static,
     ) -> Result<(), StartupError> {
         let db = self.state.db.clone();
-        let tokens = self.state.workspace.tokens().clone();
+        let tokens = self.state.connections.tokens().clone();
         let drain_limit = self.state.config.http_timeout + std::time::Duration::from_secs(5);
         // Peer addresses feed the per-address rate limit on the OAuth routes. On shutdown the
         // listener closes at once (a load balancer's next probe fails and it stops sending) and
@@ -167,3 +161,5 @@ pub async fn shutdown_signal() {
     }
     tracing::info!("shutdown requested; draining in-flight requests");
 }
+
+crate::server::debug_with_causes!(StartupError);

@@ -5,11 +5,10 @@ use leptos::config::LeptosOptions;
 
 use super::clock::SharedClock;
 use super::config::AppConfig;
+use super::connections::Connections;
 use super::db::Db;
 use super::oauth::flows::FlowStore;
-use super::oauth::OAuthClient;
-use super::vault::ConnectionStore;
-use super::workspace::WorkspaceClient;
+use super::providers::ProviderRegistry;
 
 /// What every handler and server function shares; `leptos_routes_with_context` provides it
 /// to server functions as context, axum extractors take the parts they need via `FromRef`.
@@ -19,14 +18,12 @@ pub struct AppState {
     pub config: Arc<AppConfig>,
     pub db: Db,
     pub clock: SharedClock,
-    /// OAuth client for the configured Workspace (on the shared `reqwest::Client`).
-    pub oauth: OAuthClient,
+    /// The providers (Qentrah first): profiles, OAuth clients, partner API clients.
+    pub providers: ProviderRegistry,
     /// Flows in progress.
     pub flows: FlowStore,
-    /// The token vault's storage.
-    pub vault: ConnectionStore,
-    /// The partner API client (refreshes through the vault's token manager).
-    pub workspace: WorkspaceClient,
+    /// Connections: the token manager and the partner API client, side by side.
+    pub connections: Connections,
     /// Per-address limit on the OAuth routes.
     pub auth_rate_limiter: super::security::RateLimiter,
 }

@@ -8,7 +8,7 @@ use std::time::{Duration, SystemTime};
 
 use qentrah_connect::server::clock::ManualClock;
 use qentrah_connect::server::startup::Application;
-use qentrah_connect::server::AppConfig;
+use qentrah_connect::server::{AppConfig, AppState};
 use qentrah_dev_workspace::{DevWorkspace, DevWorkspaceConfig};
 use serde_json::Value;
 use tokio::net::TcpListener;
@@ -26,6 +26,8 @@ pub struct TestApp {
     pub clock: ManualClock,
     pub ws: DevWorkspace,
     pub database: TestDatabase,
+    /// The state of the instance `spawn_app` started (none for apps built from parts).
+    pub state: Option<AppState>,
 }
 
 /// Options for [`spawn_app_with`].
@@ -59,9 +61,9 @@ pub async fn spawn_app_with(options: Options) -> TestApp {
     }
     let ws = qentrah_dev_workspace::start(ws_config).await.unwrap();
     let database = TestDatabase::for_suite().await;
-    let app = TestApp::external(origin, addr, ws, database);
+    let mut app = TestApp::external(origin, addr, ws, database);
     let config = app_config(&app.ws, &app.origin, &app.database.url, &options);
-    start_instance(config, &app.clock, listener).await;
+    app.state = Some(start_instance(config, &app.clock, listener).await);
     app
 }
 
@@ -96,8 +98,13 @@ pub fn app_config(
     .unwrap()
 }
 
-/// Starts one instance of the app in this process on `listener`.
-pub async fn start_instance(config: AppConfig, clock: &ManualClock, listener: TcpListener) {
+/// Starts one instance of the app in this process on `listener`; returns its state (its
+/// services, for what a test checks beside HTTP).
+pub async fn start_instance(
+    config: AppConfig,
+    clock: &ManualClock,
+    listener: TcpListener,
+) -> AppState {
     let mut leptos_options = leptos::config::get_configuration(Some(concat!(
         env!("CARGO_MANIFEST_DIR"),
         "/Leptos.toml"
@@ -109,7 +116,9 @@ pub async fn start_instance(config: AppConfig, clock: &ManualClock, listener: Tc
         Application::build_with_listener(config, leptos_options, Arc::new(clock.clone()), listener)
             .await
             .unwrap();
+    let state = app.state().clone();
     tokio::spawn(app.serve(std::future::pending()));
+    state
 }
 
 /// The shipped binary, serving `app` (its Workspace, origin and database) on `addr`; returns
@@ -185,6 +194,7 @@ impl TestApp {
             clock,
             ws,
             database,
+            state: None,
         }
     }
 
@@ -249,8 +259,13 @@ impl TestApp {
             .unwrap_or_else(|| panic!("no consent form: {html}"))
             + marker.len();
         let request_id = &html[start..start + html[start..].find('"').unwrap()];
+        // The Workspace the authorization URL points at (Qentrah's, or another provider's).
+        let workspace = authorize_url
+            .split("/oauth/authorize")
+            .next()
+            .unwrap_or(&self.ws.base_url);
         let response = ws
-            .post(format!("{}/oauth/authorize/decision", self.ws.base_url))
+            .post(format!("{workspace}/oauth/authorize/decision"))
             .form(
                 &[
                     ("request_id", request_id),

@@ -14,4 +14,5 @@ mod health;
 mod leptos_config;
 mod pages;
 mod product;
+mod providers;
 mod security;

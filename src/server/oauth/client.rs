@@ -22,7 +22,36 @@ use serde::{Deserialize, Serialize};
 use super::flow::PkceVerifier;
 use super::provider::ProviderConfig;
 use crate::server::config::WorkspaceConfig;
-use crate::server::vault::{AccessToken, RefreshToken, TokenSet};
+use crate::server::http::{read_capped, CappedReadError};
+use crate::server::vault::{AccessToken, ConnectionKey, RefreshToken, TokenSet};
+
+/// Which OAuth client (client id and secret, on its provider's endpoints) serves a provider's
+/// flows and its stored connections. Looked up, not held: one source today (configuration, one
+/// client per provider); per-organization clients delivered by install webhooks plug in here.
+#[derive(Debug, Clone, Default)]
+pub struct ClientRegistry(std::sync::Arc<std::collections::HashMap<String, OAuthClient>>);
+
+impl ClientRegistry {
+    pub fn new(clients: impl IntoIterator<Item = OAuthClient>) -> Self {
+        Self(std::sync::Arc::new(
+            clients
+                .into_iter()
+                .map(|client| (client.provider().name.clone(), client))
+                .collect(),
+        ))
+    }
+
+    /// The client a flow with `provider` starts and completes with.
+    pub fn for_flow(&self, provider: &str) -> Option<&OAuthClient> {
+        self.0.get(provider)
+    }
+
+    /// The client that refreshes and revokes the connection `key`: `None` when its provider is
+    /// no longer configured (then nothing of it is sent anywhere).
+    pub fn for_connection(&self, key: &ConnectionKey) -> Option<&OAuthClient> {
+        self.0.get(&key.provider)
+    }
+}
 
 /// The non-standard field Qentrah adds to token responses. Not secret. A numeric id arrives
 /// here as a string: [`normalize_token_body`] turns it into one before parsing.
@@ -426,37 +455,6 @@ impl<'c> AsyncHttpClient<'c> for TokenEndpoint<'_> {
                 .map_err(|_| TokenHttpError::Build)
         })
     }
-}
-
-/// Why a capped read failed.
-#[derive(Debug, thiserror::Error)]
-pub(crate) enum CappedReadError {
-    #[error("the answer is too large")]
-    TooLarge,
-    #[error("the body could not be read{}", if .0.is_timeout() { " in time" } else { "" })]
-    Transport(reqwest::Error),
-}
-
-/// Reads a body of at most `limit` bytes, refusing a larger one as soon as it shows (its
-/// `Content-Length`, or the bytes so far), so an endless body costs at most `limit`.
-pub(crate) async fn read_capped(
-    mut response: reqwest::Response,
-    limit: usize,
-) -> Result<Vec<u8>, CappedReadError> {
-    if response
-        .content_length()
-        .is_some_and(|len| len > limit as u64)
-    {
-        return Err(CappedReadError::TooLarge);
-    }
-    let mut body = Vec::new();
-    while let Some(chunk) = response.chunk().await.map_err(CappedReadError::Transport)? {
-        if body.len() + chunk.len() > limit {
-            return Err(CappedReadError::TooLarge);
-        }
-        body.extend_from_slice(&chunk);
-    }
-    Ok(body)
 }
 
 /// Evens out the shapes of a successful token response that servers send in the wild but the

@@ -270,6 +270,8 @@ mod tests {
             resource: "http://localhost:3000/api/v1/partner".into(),
             redirect_uri: Url::parse("http://localhost:3001/api/auth/qentrah/callback").unwrap(),
             scopes: vec!["organization:read".into(), "offline_access".into()],
+            start_path: "/api/auth/qentrah/start".into(),
+            callback_path: "/api/auth/qentrah/callback".into(),
         }
     }
 

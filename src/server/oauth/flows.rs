@@ -18,7 +18,7 @@ pub struct ConsumedFlow {
     pub provider: String,
 }
 
-#[derive(Debug, thiserror::Error)]
+#[derive(thiserror::Error)]
 pub enum FlowStoreError {
     #[error("the flow store's database failed")]
     Database(#[from] sqlx::Error),
@@ -136,6 +136,8 @@ struct FlowRow {
     return_to: String,
     expires_at: i64,
 }
+
+crate::server::debug_with_causes!(FlowStoreError);
 
 #[cfg(test)]
 mod tests {

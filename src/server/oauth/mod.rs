@@ -8,5 +8,5 @@ pub mod flows;
 pub mod provider;
 pub mod routes;
 
-pub use client::{OAuthClient, Revocable, TokenCallError};
+pub use client::{ClientRegistry, OAuthClient, Revocable, TokenCallError};
 pub use provider::ProviderConfig;

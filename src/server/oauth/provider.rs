@@ -2,13 +2,8 @@
 
 use url::Url;
 
-use crate::server::config::AppConfig;
+use crate::server::config::{AppConfig, PartnerAppUrl, WorkspaceConfig};
 use crate::server::vault::QENTRAH;
-
-/// The path of our callback, appended to `PARTNER_APP_URL`.
-pub const CALLBACK_PATH: &str = "/api/auth/qentrah/callback";
-/// The path that starts a flow.
-pub const START_PATH: &str = "/api/auth/qentrah/start";
 
 /// One OAuth provider's endpoints and our registration with it. Built from configuration, not
 /// constants, so another Workspace or provider is a matter of configuration.
@@ -28,6 +23,10 @@ pub struct ProviderConfig {
     pub resource: String,
     pub redirect_uri: Url,
     pub scopes: Vec<String>,
+    /// Our route that starts a flow: `/api/auth/{name}/start`.
+    pub start_path: String,
+    /// Our callback route, `redirect_uri`'s path: `/api/auth/{name}/callback`.
+    pub callback_path: String,
 }
 
 /// The RFC 8414 §3.1 metadata URL of `issuer`: the well-known segment goes between the host and
@@ -43,21 +42,33 @@ pub fn metadata_url(issuer: &str) -> Result<Url, url::ParseError> {
 }
 
 impl ProviderConfig {
+    /// Qentrah's profile, from the brief's `QENTRAH_*` variables.
     pub fn qentrah(config: &AppConfig) -> Result<Self, url::ParseError> {
-        let base = config.workspace.api_url.as_str();
+        Self::workspace_like(QENTRAH, &config.workspace, &config.partner_app_url)
+    }
+
+    /// A provider that works as the Qentrah Workspace does (the brief's endpoints under its
+    /// base URL, which is also its issuer), named `name`: the `provider` of its connections and
+    /// the segment of its routes.
+    pub fn workspace_like(
+        name: &str,
+        workspace: &WorkspaceConfig,
+        app_url: &PartnerAppUrl,
+    ) -> Result<Self, url::ParseError> {
+        let base = workspace.api_url.as_str();
+        let callback_path = format!("/api/auth/{name}/callback");
         Ok(Self {
-            name: QENTRAH.to_owned(),
+            name: name.to_owned(),
             issuer: base.to_owned(),
             metadata_url: metadata_url(base)?,
             authorize_url: Url::parse(&format!("{base}/oauth/authorize"))?,
             token_url: Url::parse(&format!("{base}/oauth/token"))?,
             revocation_url: Url::parse(&format!("{base}/oauth/revoke"))?,
             resource: format!("{base}/api/v1/partner"),
-            redirect_uri: Url::parse(&format!(
-                "{}{CALLBACK_PATH}",
-                config.partner_app_url.origin()
-            ))?,
-            scopes: config.workspace.scopes.iter().map(str::to_owned).collect(),
+            redirect_uri: Url::parse(&format!("{}{callback_path}", app_url.origin()))?,
+            scopes: workspace.scopes.iter().map(str::to_owned).collect(),
+            start_path: format!("/api/auth/{name}/start"),
+            callback_path,
         })
     }
 }

@@ -1,25 +1,36 @@
-//! `GET /api/auth/qentrah/start` and `GET /api/auth/qentrah/callback`: plain axum routes, so
-//! they work as ordinary navigations without JavaScript.
+//! Each provider's `GET /api/auth/{provider}/start` and `GET /api/auth/{provider}/callback`
+//! (Qentrah's: `/api/auth/qentrah/…`): plain axum routes, so they work as ordinary navigations
+//! without JavaScript.
 
 use axum::extract::{RawQuery, State};
 use axum::http::{header, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use axum::Router;
-use tower_sessions::Session;
 
 use super::flow::{self, CallbackParams, CallbackRefusal, CallbackStep, PkceVerifier};
-use super::provider::{CALLBACK_PATH, START_PATH};
 use super::TokenCallError;
 use crate::domain::ConnectFailure;
-use crate::server::session;
+use crate::server::providers::ProviderRegistry;
+use crate::server::session::BrowserSession;
 use crate::server::state::AppState;
 use crate::server::vault::{Binding, ConnectionKey};
 
-pub fn router() -> Router<AppState> {
-    Router::new()
-        .route(START_PATH, get(start))
-        .route(CALLBACK_PATH, get(callback))
+/// The flow's two routes for every provider, at the paths its profile names.
+pub fn router(providers: &ProviderRegistry) -> Router<AppState> {
+    providers.iter().fold(Router::new(), |router, provider| {
+        let profile = provider.profile();
+        let (for_start, for_callback) = (profile.name.clone(), profile.name.clone());
+        router
+            .route(
+                &profile.start_path,
+                get(move |state, session, query| start(state, session, query, for_start)),
+            )
+            .route(
+                &profile.callback_path,
+                get(move |state, session, query| callback(state, session, query, for_callback)),
+            )
+    })
 }
 
 /// A 303 that no cache keeps and that sends no `Referer` onward (the callback URL carries the
@@ -46,8 +57,9 @@ fn failed(reason: ConnectFailure) -> Response {
     see_other(&format!("/connect/failed?reason={}", reason.as_str()))
 }
 
-/// A page for our own failure before the person ever reaches Qentrah.
-fn unavailable_here() -> Response {
+/// A page for our own failure before the person ever reaches the provider; "Try again" starts
+/// the flow at `start_path` again.
+fn unavailable_here(start_path: &str) -> Response {
     (
         StatusCode::SERVICE_UNAVAILABLE,
         [
@@ -55,8 +67,10 @@ fn unavailable_here() -> Response {
             (header::RETRY_AFTER, HeaderValue::from_static("5")),
             (header::CONTENT_TYPE, HeaderValue::from_static("text/html; charset=utf-8")),
         ],
-        "<!DOCTYPE html><html lang=\"en\"><title>Try again</title><h1>We could not start the connection</h1>\
-         <p>Something failed on our side. Nothing was lost. <a href=\"/api/auth/qentrah/start\">Try again</a>.</p></html>",
+        format!(
+            "<!DOCTYPE html><html lang=\"en\"><title>Try again</title><h1>We could not start the connection</h1>\
+             <p>Something failed on our side. Nothing was lost. <a href=\"{start_path}\">Try again</a>.</p></html>"
+        ),
     )
         .into_response()
 }
@@ -66,9 +80,14 @@ fn unavailable_here() -> Response {
 #[tracing::instrument(skip_all)]
 async fn start(
     State(state): State<AppState>,
-    session: Session,
+    session: BrowserSession,
     RawQuery(query): RawQuery,
+    provider_name: String,
 ) -> Response {
+    let Some(provider) = state.providers.get(&provider_name) else {
+        return StatusCode::NOT_FOUND.into_response();
+    };
+    let oauth = provider.oauth();
     let return_to = query.as_deref().and_then(|q| {
         url::form_urlencoded::parse(q.as_bytes())
             .find(|(name, _)| name == "return_to")
@@ -76,19 +95,19 @@ async fn start(
     });
     let return_to = flow::safe_return_to(return_to.as_deref());
 
-    let binding = match session::browser_binding(&session).await {
+    let binding = match session.flow_binding().await {
         Ok(binding) => binding,
         Err(error) => {
-            tracing::error!(error = %crate::server::error_chain(&error), "session unavailable");
-            return unavailable_here();
+            tracing::error!(error = ?error, "session unavailable");
+            return unavailable_here(&oauth.provider().start_path);
         }
     };
     let (Ok(oauth_state), Ok(verifier)) = (flow::State::generate(), PkceVerifier::generate())
     else {
         tracing::error!("random number generator failed");
-        return unavailable_here();
+        return unavailable_here(&oauth.provider().start_path);
     };
-    let provider = state.oauth.provider();
+    let provider = oauth.provider();
     if let Err(error) = state
         .flows
         .remember(
@@ -101,10 +120,10 @@ async fn start(
         )
         .await
     {
-        tracing::error!(error = %crate::server::error_chain(&error), "could not remember the flow");
-        return unavailable_here();
+        tracing::error!(error = ?error, "could not remember the flow");
+        return unavailable_here(&oauth.provider().start_path);
     }
-    let url = flow::authorization_url(provider, state.oauth.client_id(), &oauth_state, &verifier);
+    let url = flow::authorization_url(provider, oauth.client_id(), &oauth_state, &verifier);
     tracing::info!("authorization started");
     see_other(url.as_str())
 }
@@ -114,15 +133,23 @@ async fn start(
 #[tracing::instrument(skip_all)]
 async fn callback(
     State(state): State<AppState>,
-    session: Session,
+    session: BrowserSession,
     RawQuery(query): RawQuery,
+    provider_name: String,
 ) -> Response {
+    let Some(oauth) = state
+        .providers
+        .get(&provider_name)
+        .map(|p| p.oauth().clone())
+    else {
+        return StatusCode::NOT_FOUND.into_response();
+    };
     let params = CallbackParams::parse(query.as_deref().unwrap_or_default());
-    let provider = state.oauth.provider().clone();
-    let binding = match session::existing_browser_binding(&session).await {
+    let provider = oauth.provider().clone();
+    let binding = match session.existing_flow_binding().await {
         Ok(binding) => binding,
         Err(error) => {
-            tracing::error!(error = %crate::server::error_chain(&error), "session unavailable");
+            tracing::error!(error = ?error, "session unavailable");
             return failed(ConnectFailure::Unavailable);
         }
     };
@@ -167,13 +194,18 @@ async fn callback(
         return failed(ConnectFailure::UnknownFlow);
     };
     let flow = match state.flows.consume(&state_digest, &binding, now).await {
-        Ok(Some(flow)) => flow,
+        // A flow is completed only at its own provider's callback.
+        Ok(Some(flow)) if flow.provider == provider.name => flow,
+        Ok(Some(_)) => {
+            tracing::info!("callback at another provider's route than its flow's");
+            return failed(ConnectFailure::UnknownFlow);
+        }
         Ok(None) => {
             tracing::info!("callback state matches no live flow of this browser");
             return failed(ConnectFailure::UnknownFlow);
         }
         Err(error) => {
-            tracing::error!(error = %crate::server::error_chain(&error), "flow store failed");
+            tracing::error!(error = ?error, "flow store failed");
             return failed(ConnectFailure::Unavailable);
         }
     };
@@ -181,7 +213,7 @@ async fn callback(
     // RFC 9207 §2.4: a response without `iss` is refused if the provider promises to send it.
     // The flow is spent either way: the person starts again.
     if params.iss.is_none() {
-        match state.oauth.provider_sends_iss(now).await {
+        match oauth.provider_sends_iss(now).await {
             Ok(false) => {}
             Ok(true) => {
                 tracing::info!("callback without iss from a provider that always sends it");
@@ -198,7 +230,7 @@ async fn callback(
         }
     }
 
-    let tokens = match state.oauth.exchange_code(&code, &flow.verifier).await {
+    let tokens = match oauth.exchange_code(&code, &flow.verifier).await {
         Ok(tokens) => tokens,
         Err(error) => {
             tracing::warn!(%error, "code exchange failed");
@@ -215,7 +247,6 @@ async fn callback(
         tracing::warn!("token response without a usable organization_id; nothing stored");
         // Nothing will ever use or revoke these tokens: revoke them now (RFC 7009), off the
         // person's path.
-        let oauth = state.oauth.clone();
         tokio::spawn(async move {
             let token =
                 super::Revocable::best_of(tokens.refresh_token.as_ref(), &tokens.access_token);
@@ -228,7 +259,7 @@ async fn callback(
 
     let key = ConnectionKey::new(&flow.provider, &organization_id, &provider.resource);
     let grant_id = match state
-        .workspace
+        .connections
         .tokens()
         .connect(&key, tokens, provider.scopes.clone())
         .await
@@ -240,8 +271,8 @@ async fn callback(
         }
     };
     let binding = Binding { key, grant_id };
-    if let Err(error) = session::bind_connection(&session, &binding).await {
-        tracing::error!(error = %crate::server::error_chain(&error), "could not bind the session");
+    if let Err(error) = session.bind_connection(&binding).await {
+        tracing::error!(error = ?error, "could not bind the session");
         return failed(ConnectFailure::Unavailable);
     }
     tracing::info!(org = %organization_id, "connected");

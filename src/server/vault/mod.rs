@@ -5,7 +5,9 @@
 //! Connections are keyed by (provider, organization, resource), so other providers and
 //! resources (marketplace installs, other hubs) fit beside Qentrah's partner API.
 
+pub mod access;
 pub mod cipher;
+mod queue;
 pub mod store;
 pub mod tokens;
 
@@ -14,9 +16,10 @@ use std::time::SystemTime;
 
 use secrecy::{ExposeSecret, SecretString};
 
+pub use access::{ConnectionAccess, RequestScope};
 pub use cipher::{CipherError, Keyring};
 pub use store::{ConnectionStore, RefreshLease};
-pub use tokens::{TokenError, TokenManager};
+pub use tokens::{BearerCallError, BearerRefused, TokenError, TokenManager};
 
 /// The provider this app connects to today.
 pub const QENTRAH: &str = "qentrah";

@@ -147,11 +147,23 @@ fn new_grant_id() -> Result<String, VaultError> {
 pub struct ConnectionStore {
     db: Db,
     keyring: Arc<Keyring>,
+    /// Rows read outside a lease since start (what a page costs the vault; see
+    /// [`super::ConnectionAccess`]).
+    reads: Arc<std::sync::atomic::AtomicU64>,
 }
 
 impl ConnectionStore {
     pub fn new(db: Db, keyring: Arc<Keyring>) -> Self {
-        Self { db, keyring }
+        Self {
+            db,
+            keyring,
+            reads: Arc::default(),
+        }
+    }
+
+    /// How many rows were read outside a lease since start.
+    pub fn reads(&self) -> u64 {
+        self.reads.load(std::sync::atomic::Ordering::Relaxed)
     }
 
     pub fn keyring(&self) -> &Keyring {
@@ -194,6 +206,8 @@ impl ConnectionStore {
     }
 
     async fn row(&self, key: &ConnectionKey) -> Result<Option<ConnectionRow>, VaultError> {
+        self.reads
+            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         Ok(on_pool!(&self.db, pool => {
             sqlx::query_as::<_, ConnectionRow>(CONNECTION_COLUMNS)
                 .bind(&key.provider)

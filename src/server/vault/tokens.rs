@@ -2,8 +2,8 @@
 //! longer good, one refresh at a time per connection however many requests, and however many
 //! app instances, need it.
 //!
-//! Two locks make it single-flight. In each instance, a mutex per connection queues that
-//! instance's requests, so at most one of them asks the database. Across instances, the vault's
+//! Two locks make it single-flight. In each instance, a queue per connection
+//! ([`KeyedQueue`]) lines up that instance's requests, so at most one of them asks the database. Across instances, the vault's
 //! [`RefreshLease`](super::RefreshLease) (a PostgreSQL row lock) queues the instances. Sending
 //! one refresh token twice is not just waste: with rotation, the second use is a reuse and
 //! the authorization server may revoke the whole grant (RFC 9700 §4.14.2).
@@ -12,12 +12,14 @@ use std::collections::HashMap;
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
+use super::access::{ConnectionAccess, RowRead};
+use super::queue::KeyedQueue;
 use super::{
     AccessToken, Binding, ConnectionInfo, ConnectionKey, ConnectionState, ConnectionStore,
     TokenSet, VaultError,
 };
 use crate::server::clock::SharedClock;
-use crate::server::oauth::{OAuthClient, Revocable, TokenCallError};
+use crate::server::oauth::{ClientRegistry, OAuthClient, Revocable, TokenCallError};
 
 /// Refresh this long before the access token expires, so a request never leaves with a token
 /// that dies on the way; for short-lived tokens, half their lifetime instead (see
@@ -104,6 +106,35 @@ impl From<VaultError> for TokenError {
     }
 }
 
+/// What a request holds after a refresh handed it `leased`.
+fn refreshed(mut info: ConnectionInfo, leased: &LeasedToken) -> RowRead {
+    info.generation = leased.generation;
+    RowRead {
+        info,
+        token: leased.token.clone(),
+        refreshed_here: true,
+    }
+}
+
+/// How a provider's API answered a call made with a bearer token.
+#[derive(Debug)]
+pub enum BearerRefused<E> {
+    /// The token was refused in a way a refresh can cure; the provider's error code, if any.
+    Token(Rejection, Option<String>),
+    /// Anything else: the call's own failure.
+    Other(E),
+}
+
+/// Why [`TokenManager::call_with_bearer`] got no answer.
+#[derive(Debug)]
+pub enum BearerCallError<E> {
+    /// No usable token: not connected, refresh refused, vault trouble.
+    Token(TokenError),
+    /// The provider refused a token it had just issued; its error code, if any.
+    RefusedAfterRefresh(Option<String>),
+    Other(E),
+}
+
 /// A usable access token and the vault generation it came from.
 #[derive(Debug, Clone)]
 pub struct LeasedToken {
@@ -164,12 +195,13 @@ impl Drop for RunningGuard {
 #[derive(Clone)]
 pub struct TokenManager {
     store: ConnectionStore,
-    oauth: OAuthClient,
+    /// The OAuth client of each connection's provider, looked up per connection.
+    clients: ClientRegistry,
     clock: SharedClock,
     /// How long a refresh may hold, or wait for, the cross-instance lock: the token call's
     /// timeout plus a margin for the database round trips.
     lock_bound: Duration,
-    locks: Arc<Mutex<HashMap<ConnectionKey, Arc<tokio::sync::Mutex<()>>>>>,
+    queue: KeyedQueue<ConnectionKey>,
     /// The token a refresh just produced, the generation it refreshed, and when: the requests
     /// that waited on the lock having seen that generation take it from here instead of each
     /// re-reading and decrypting the row in turn.
@@ -185,6 +217,12 @@ struct JustRefreshed {
     at: std::time::Instant,
 }
 
+impl JustRefreshed {
+    fn is_recent(&self, now: std::time::Instant) -> bool {
+        now.saturating_duration_since(self.at) <= JUST_REFRESHED_WINDOW
+    }
+}
+
 impl std::fmt::Debug for TokenManager {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("TokenManager").finish_non_exhaustive()
@@ -196,16 +234,16 @@ impl TokenManager {
     /// hold the cross-instance lock.
     pub fn new(
         store: ConnectionStore,
-        oauth: OAuthClient,
+        clients: ClientRegistry,
         clock: SharedClock,
         token_call_timeout: Duration,
     ) -> Self {
         Self {
             store,
-            oauth,
+            clients,
             clock,
             lock_bound: token_call_timeout + LOCK_MARGIN,
-            locks: Arc::default(),
+            queue: KeyedQueue::default(),
             just_refreshed: Arc::default(),
             leases: Arc::new(tokio::sync::Semaphore::new(MAX_CONCURRENT_LEASES)),
             running: Arc::default(),
@@ -232,39 +270,149 @@ impl TokenManager {
         &self.store
     }
 
-    pub fn oauth(&self) -> &OAuthClient {
-        &self.oauth
+    /// The OAuth client for `key`'s provider; a connection of a provider no longer configured
+    /// is not connected (nothing of it is sent anywhere).
+    fn client_for(&self, key: &ConnectionKey) -> Result<OAuthClient, TokenError> {
+        self.clients.for_connection(key).cloned().ok_or_else(|| {
+            tracing::warn!(provider = %key.provider, "a connection of a provider that is not configured");
+            TokenError::NotConnected
+        })
     }
 
-    fn lock_for(&self, key: &ConnectionKey) -> Arc<tokio::sync::Mutex<()>> {
-        let mut locks = self.locks.lock().unwrap_or_else(PoisonError::into_inner);
-        locks.entry(key.clone()).or_default().clone()
+    /// Connections queued in this instance now (held or waited for).
+    pub fn queued_connections(&self) -> usize {
+        self.queue.len()
     }
 
     /// A token that will still be valid for at least its margin ([`refresh_margin`]), for the
-    /// session holding `binding`.
-    #[tracing::instrument(skip_all, fields(org = %binding.key.organization_id))]
-    pub async fn access_token(&self, binding: &Binding) -> Result<LeasedToken, TokenError> {
-        let (leased, info) = self.stored(binding).await?;
+    /// session holding the access's binding. The row is read once per request
+    /// ([`ConnectionAccess`]): the request's other calls wait for that read and share it.
+    #[tracing::instrument(skip_all, fields(org = %access.key().organization_id))]
+    pub async fn access_token(&self, access: &ConnectionAccess) -> Result<LeasedToken, TokenError> {
+        let mut read = access.read.lock().await;
+        let current = match read.as_ref() {
+            Some(current) => current.clone(),
+            None => {
+                let current = self.read_usable(access.binding()).await?;
+                *read = Some(current.clone());
+                current
+            }
+        };
+        let leased = LeasedToken {
+            token: current.token,
+            generation: current.info.generation,
+        };
         // A grant without a refresh token cannot be renewed: its token is used until the
         // Workspace refuses it (see `refresh_under_lease`), without queueing for a lease.
-        if !info.has_refresh_token || is_fresh(&info, self.clock.now()) {
+        if current.refreshed_here
+            || !current.info.has_refresh_token
+            || is_fresh(&current.info, self.clock.now())
+        {
             return Ok(leased);
         }
-        self.refresh(binding, leased.generation, None).await
+        let leased = self
+            .refresh(access.binding(), leased.generation, None)
+            .await?;
+        *read = Some(refreshed(current.info, &leased));
+        Ok(leased)
     }
 
     /// The Workspace refused the token from `stale_generation` (401): refresh once, unless
-    /// another request already did.
-    #[tracing::instrument(skip_all, fields(org = %binding.key.organization_id))]
+    /// another request already did. The request's later calls use the new token.
+    #[tracing::instrument(skip_all, fields(org = %access.key().organization_id))]
     pub async fn refresh_after_rejection(
         &self,
-        binding: &Binding,
+        access: &ConnectionAccess,
         stale_generation: i64,
         rejection: Rejection,
     ) -> Result<LeasedToken, TokenError> {
-        self.refresh(binding, stale_generation, Some(rejection))
+        let leased = self
+            .refresh(access.binding(), stale_generation, Some(rejection))
+            .await;
+        let mut read = access.read.lock().await;
+        *read = match (leased.as_ref(), read.take()) {
+            (Ok(leased), Some(current)) => Some(refreshed(current.info, leased)),
+            // Not refreshed: the row is read again by the request's next call.
+            _ => None,
+        };
+        leased
+    }
+
+    /// The connection's facts, and whether its tokens can be decrypted, from the request's read
+    /// when it made one. `None`: no connection, or another grant's.
+    pub async fn facts(
+        &self,
+        access: &ConnectionAccess,
+    ) -> Result<Option<(ConnectionInfo, bool)>, VaultError> {
+        let mut read = access.read.lock().await;
+        if let Some(current) = read.as_ref() {
+            return Ok(Some((current.info.clone(), true)));
+        }
+        let binding = access.binding();
+        let (info, readable) = match self.store.access(&binding.key).await {
+            Ok(Some((info, token))) => {
+                if binding.holds(&info) && info.state == ConnectionState::Active {
+                    *read = Some(RowRead {
+                        info: info.clone(),
+                        token,
+                        refreshed_here: false,
+                    });
+                }
+                (info, true)
+            }
+            Ok(None) => return Ok(None),
+            Err(VaultError::Cipher(_) | VaultError::Encoding) => {
+                tracing::error!(
+                    "a stored connection cannot be decrypted; it needs a new authorization"
+                );
+                match self.store.info(&binding.key).await? {
+                    Some(info) => (info, false),
+                    None => return Ok(None),
+                }
+            }
+            Err(error) => return Err(error),
+        };
+        Ok(binding.holds(&info).then_some((info, readable)))
+    }
+
+    /// Runs `call` with the connection's bearer token: the one provider-independent part of
+    /// calling a partner API. When the provider refuses the token (RFC 6750 §3.1
+    /// `invalid_token`), the token is refreshed once, single-flight, and the call retried once:
+    /// never a loop. The answer comes with the vault generation of the token that got it.
+    pub async fn call_with_bearer<T, E, F, Fut>(
+        &self,
+        access: &ConnectionAccess,
+        mut call: F,
+    ) -> (Result<T, BearerCallError<E>>, Option<i64>)
+    where
+        F: FnMut(AccessToken) -> Fut,
+        Fut: std::future::Future<Output = Result<T, BearerRefused<E>>>,
+    {
+        let leased = match self.access_token(access).await {
+            Ok(leased) => leased,
+            Err(error) => return (Err(BearerCallError::Token(error)), None),
+        };
+        let rejection = match call(leased.token).await {
+            Ok(value) => return (Ok(value), Some(leased.generation)),
+            Err(BearerRefused::Other(error)) => {
+                return (Err(BearerCallError::Other(error)), Some(leased.generation))
+            }
+            Err(BearerRefused::Token(rejection, _)) => rejection,
+        };
+        let leased = match self
+            .refresh_after_rejection(access, leased.generation, rejection)
             .await
+        {
+            Ok(leased) => leased,
+            Err(error) => return (Err(BearerCallError::Token(error)), Some(leased.generation)),
+        };
+        let outcome = match call(leased.token).await {
+            Ok(value) => Ok(value),
+            // Refused again, with a token fresh from the provider itself.
+            Err(BearerRefused::Token(_, code)) => Err(BearerCallError::RefusedAfterRefresh(code)),
+            Err(BearerRefused::Other(error)) => Err(BearerCallError::Other(error)),
+        };
+        (outcome, Some(leased.generation))
     }
 
     /// Stores a completed authorization, queued like a refresh (so it never writes under a
@@ -279,7 +427,8 @@ impl TokenManager {
     ) -> Result<String, TokenError> {
         let key = key.clone();
         self.detached(move |this| async move {
-            let _guard = this.lock_for(&key).lock_owned().await;
+            let oauth = this.client_for(&key)?;
+            let _turn = this.queue.turn(&key).await;
             let _permit = this.lease_permit().await?;
             let (mut lease, row) = this
                 .store
@@ -324,7 +473,7 @@ impl TokenManager {
                     );
                     let token =
                         Revocable::best_of(tokens.refresh_token.as_ref(), &tokens.access_token);
-                    if let Err(revocation) = this.oauth.revoke(token).await {
+                    if let Err(revocation) = oauth.revoke(token).await {
                         tracing::warn!(%revocation, "could not revoke the unstored grant");
                     }
                     return Err(error.into());
@@ -334,7 +483,6 @@ impl TokenManager {
             this.forget(&key);
             if let Some(previous) = previous {
                 // Off the person's way back to the app; shutdown still waits for it.
-                let oauth = this.oauth.clone();
                 let running = RunningGuard::enter(&this.running);
                 tokio::spawn(async move {
                     let _running = running;
@@ -359,7 +507,7 @@ impl TokenManager {
         let binding = binding.clone();
         self.detached(move |this| async move {
             let key = &binding.key;
-            let _guard = this.lock_for(key).lock_owned().await;
+            let _turn = this.queue.turn(key).await;
             let _permit = this.lease_permit().await?;
             let (mut lease, row) = this
                 .store
@@ -378,8 +526,15 @@ impl TokenManager {
                             connection.refresh_token.as_ref(),
                             &connection.access_token,
                         );
-                        if let Err(error) = this.oauth.revoke(token).await {
-                            tracing::warn!(%error, "revocation failed; deleting the connection anyway");
+                        match this.clients.for_connection(key) {
+                            Some(oauth) => {
+                                if let Err(error) = oauth.revoke(token).await {
+                                    tracing::warn!(%error, "revocation failed; deleting the connection anyway");
+                                }
+                            }
+                            None => tracing::warn!(
+                                "its provider is no longer configured; deleting it unrevoked"
+                            ),
                         }
                     }
                     None => tracing::error!(
@@ -407,12 +562,14 @@ impl TokenManager {
     /// matching the generation, then changes nothing.
     pub async fn mark_refused(
         &self,
-        key: &ConnectionKey,
+        access: &ConnectionAccess,
         generation: i64,
     ) -> Result<(), TokenError> {
-        let key = key.clone();
+        // The request's later calls read the row again (and find it refused).
+        access.read.lock().await.take();
+        let key = access.key().clone();
         self.detached(move |this| async move {
-            let _guard = this.lock_for(&key).lock_owned().await;
+            let _turn = this.queue.turn(&key).await;
             let _permit = this.lease_permit().await?;
             let (mut lease, _) = this
                 .store
@@ -480,7 +637,7 @@ impl TokenManager {
             .lock()
             .unwrap_or_else(PoisonError::into_inner);
         let entry = recent.get(key)?;
-        if entry.at.elapsed() > JUST_REFRESHED_WINDOW {
+        if !entry.is_recent(self.clock.monotonic()) {
             recent.remove(key);
             return None;
         }
@@ -488,17 +645,21 @@ impl TokenManager {
     }
 
     fn remember_refreshed(&self, key: &ConnectionKey, leased: &LeasedToken, from_generation: i64) {
-        self.just_refreshed
+        let now = self.clock.monotonic();
+        let mut recent = self
+            .just_refreshed
             .lock()
-            .unwrap_or_else(PoisonError::into_inner)
-            .insert(
-                key.clone(),
-                JustRefreshed {
-                    leased: leased.clone(),
-                    from_generation,
-                    at: std::time::Instant::now(),
-                },
-            );
+            .unwrap_or_else(PoisonError::into_inner);
+        // What nobody took within its window goes, so the map holds only recent refreshes.
+        recent.retain(|_, entry| entry.is_recent(now));
+        recent.insert(
+            key.clone(),
+            JustRefreshed {
+                leased: leased.clone(),
+                from_generation,
+                at: now,
+            },
+        );
     }
 
     /// Refreshes in a task of its own and waits for it. The request may go away meanwhile (a
@@ -527,8 +688,7 @@ impl TokenManager {
     ) -> Result<LeasedToken, TokenError> {
         let key = &binding.key;
         // This instance's requests queue here; only the first goes on to the database.
-        let lock = self.lock_for(key);
-        let _guard = lock.lock().await;
+        let _turn = self.queue.turn(key).await;
 
         // A refresh of the generation we saw finished while we waited: use its token.
         if let Some(leased) = self.take_just_refreshed(key, seen_generation) {
@@ -603,7 +763,8 @@ impl TokenManager {
             };
         };
 
-        match self.oauth.refresh(&refresh_token).await {
+        let oauth = self.client_for(key)?;
+        match oauth.refresh(&refresh_token).await {
             Ok(tokens) => {
                 // RFC 6749 §6 issues a refresh for the same grant: a response naming another
                 // organization is not this connection's. Its tokens are revoked, not stored,
@@ -613,7 +774,7 @@ impl TokenManager {
                         tracing::error!(named, "a refresh response named another organization; the connection is ended");
                         let token =
                             Revocable::best_of(tokens.refresh_token.as_ref(), &tokens.access_token);
-                        if let Err(error) = self.oauth.revoke(token).await {
+                        if let Err(error) = oauth.revoke(token).await {
                             tracing::warn!(%error, "could not revoke the mismatching tokens");
                         }
                         self.store
@@ -714,12 +875,14 @@ impl TokenManager {
 
     /// What the vault holds now, if it is usable.
     async fn current_active(&self, binding: &Binding) -> Result<LeasedToken, TokenError> {
-        self.stored(binding).await.map(|(leased, _)| leased)
+        self.read_usable(binding).await.map(|read| LeasedToken {
+            token: read.token,
+            generation: read.info.generation,
+        })
     }
 
-    /// The stored access token of an active connection of `binding`'s grant, and the row's
-    /// facts.
-    async fn stored(&self, binding: &Binding) -> Result<(LeasedToken, ConnectionInfo), TokenError> {
+    /// The session's connection as the vault holds it, if this session may use it now.
+    async fn read_usable(&self, binding: &Binding) -> Result<RowRead, TokenError> {
         let (info, token) = self
             .store
             .access(&binding.key)
@@ -731,11 +894,11 @@ impl TokenManager {
         if info.state == ConnectionState::ReconnectRequired {
             return Err(TokenError::ReconnectRequired);
         }
-        let leased = LeasedToken {
+        Ok(RowRead {
+            info,
             token,
-            generation: info.generation,
-        };
-        Ok((leased, info))
+            refreshed_here: false,
+        })
     }
 }
 

@@ -4,15 +4,15 @@
 
 pub mod records;
 
-use std::time::Duration;
-
 use reqwest::StatusCode;
 use serde_json::Value;
 
 use self::records::{parse_organization, parse_page, ParseError};
 use crate::domain::{DashboardView, OrganizationView, RecordPage};
-use crate::server::vault::tokens::{LeasedToken, Rejection, TokenError, TokenManager};
-use crate::server::vault::Binding;
+use crate::server::vault::tokens::{Rejection, TokenError};
+use crate::server::vault::{
+    AccessToken, BearerCallError, BearerRefused, ConnectionAccess, ConnectionKey, TokenManager,
+};
 
 /// Bodies larger than this are refused rather than read (a misbehaving upstream must not
 /// exhaust memory).
@@ -179,7 +179,9 @@ fn scope_in_message(message: &str) -> Option<String> {
         .map(str::to_owned)
 }
 
-/// The partner API client for one Workspace.
+/// The partner API client for one Workspace. It holds no tokens: each call is made for one
+/// request's connection ([`Self::for_connection`]), with tokens from the [`TokenManager`] beside
+/// it.
 #[derive(Debug, Clone)]
 pub struct WorkspaceClient {
     http: reqwest::Client,
@@ -187,84 +189,136 @@ pub struct WorkspaceClient {
     page_size: u32,
     /// Shared, not copied: the client is cloned into every request's state.
     base_url: std::sync::Arc<str>,
-    tokens: TokenManager,
+}
+
+/// The partner API as one request's connection sees it.
+pub struct AuthorizedWorkspace<'a> {
+    client: &'a WorkspaceClient,
+    tokens: &'a TokenManager,
+    access: &'a ConnectionAccess,
 }
 
 impl WorkspaceClient {
-    pub fn new(
-        http: reqwest::Client,
-        base_url: &str,
-        tokens: TokenManager,
-        page_size: u32,
-    ) -> Self {
+    pub fn new(http: reqwest::Client, base_url: &str, page_size: u32) -> Self {
         Self {
             http,
             page_size: page_size.max(1),
             base_url: base_url.trim_end_matches('/').into(),
-            tokens,
         }
     }
 
-    pub fn tokens(&self) -> &TokenManager {
-        &self.tokens
+    /// The partner API for `access`'s connection, its tokens from `tokens`.
+    pub fn for_connection<'a>(
+        &'a self,
+        tokens: &'a TokenManager,
+        access: &'a ConnectionAccess,
+    ) -> AuthorizedWorkspace<'a> {
+        AuthorizedWorkspace {
+            client: self,
+            tokens,
+            access,
+        }
     }
 
-    /// `GET {base}/api/v1/partner/organizations/{org}/{resource}` as JSON, with one refresh and
-    /// one retry when the Workspace says the token is no longer good.
-    pub async fn get(
+    async fn send(
         &self,
-        binding: &Binding,
+        key: &ConnectionKey,
         resource: &str,
         query: &[(&str, &str)],
-    ) -> Result<Value, WorkspaceError> {
-        self.get_leased(binding, resource, query)
+        token: AccessToken,
+    ) -> Result<Value, BearerRefused<WorkspaceError>> {
+        // The id is checked at the callback to need no escaping in a path and not to be a dot
+        // segment; checked again here, since a token must never go to another path.
+        if !crate::server::oauth::client::is_usable_organization_id(&key.organization_id) {
+            return Err(BearerRefused::Other(WorkspaceError::ReconnectRequired {
+                code: "unusable_organization_id".to_owned(),
+            }));
+        }
+        let url = format!(
+            "{}/api/v1/partner/organizations/{}/{resource}",
+            self.base_url, key.organization_id
+        );
+        let response = self
+            .http
+            .get(&url)
+            .query(query)
+            .bearer_auth(token.expose())
+            .header(reqwest::header::ACCEPT, "application/json")
+            .send()
+            .await
+            .map_err(|e| {
+                BearerRefused::Other(WorkspaceError::Unavailable {
+                    detail: if e.is_timeout() {
+                        "the Workspace did not answer in time".to_owned()
+                    } else {
+                        e.without_url().to_string()
+                    },
+                })
+            })?;
+        let status = response.status();
+        let body = read_limited(response).await.map_err(BearerRefused::Other)?;
+        if status.is_success() {
+            return serde_json::from_slice(&body).map_err(|_| {
+                BearerRefused::Other(WorkspaceError::Unavailable {
+                    detail: "the Workspace sent a body that is not JSON".to_owned(),
+                })
+            });
+        }
+        let parsed = parse_error_body(&body);
+        // Only an expired or unrecognised token is worth a refresh; a deleted connection is not,
+        // nor a bearer that never arrived (a new token would not arrive either).
+        if status == StatusCode::UNAUTHORIZED {
+            match parsed.code.as_deref() {
+                Some("connection_expired") => {
+                    return Err(BearerRefused::Token(Rejection::Expired, parsed.code))
+                }
+                None => return Err(BearerRefused::Token(Rejection::Bare, None)),
+                Some(_) => {}
+            }
+        }
+        Err(BearerRefused::Other(classify(status, &parsed)))
+    }
+}
+
+impl AuthorizedWorkspace<'_> {
+    /// `GET {base}/api/v1/partner/organizations/{org}/{resource}` as JSON, with one refresh and
+    /// one retry when the Workspace says the token is no longer good.
+    async fn get(&self, resource: &str, query: &[(&str, &str)]) -> Result<Value, WorkspaceError> {
+        self.get_leased(resource, query)
             .await
             .map(|(value, _)| value)
     }
 
     /// [`Self::get`], with the vault generation of the token that answered.
-    #[tracing::instrument(skip_all, fields(org = %binding.key.organization_id, resource = resource))]
+    #[tracing::instrument(skip_all, fields(org = %self.access.key().organization_id, resource = resource))]
     async fn get_leased(
         &self,
-        binding: &Binding,
         resource: &str,
         query: &[(&str, &str)],
     ) -> Result<(Value, i64), WorkspaceError> {
-        let key = &binding.key;
-        let leased = self.tokens.access_token(binding).await?;
-        let (leased, outcome) = match self.send(binding, resource, query, &leased).await {
-            Err(Rejected::TokenRejected { code }) => {
-                // RFC 6750 §3.1 invalid_token: refresh once, retry once, never loop.
-                let rejection = match code.as_deref() {
-                    Some("connection_expired") => Rejection::Expired,
-                    _ => Rejection::Bare,
-                };
-                let leased = self
-                    .tokens
-                    .refresh_after_rejection(binding, leased.generation, rejection)
-                    .await?;
-                let outcome = match self.send(binding, resource, query, &leased).await {
-                    Ok(value) => Ok(value),
-                    // Refused again, with a token fresh from the Workspace itself.
-                    Err(Rejected::TokenRejected { code }) => {
-                        Err(WorkspaceError::ReconnectRequired {
-                            code: code.unwrap_or_else(|| "unauthorized".to_owned()),
-                        })
-                    }
-                    Err(Rejected::Other(error)) => Err(error),
-                };
-                (leased, outcome)
-            }
-            Ok(value) => (leased, Ok(value)),
-            Err(Rejected::Other(error)) => (leased, Err(error)),
-        };
+        let key = self.access.key();
+        let (outcome, generation) = self
+            .tokens
+            .call_with_bearer(self.access, |token| {
+                self.client.send(key, resource, query, token)
+            })
+            .await;
+        let outcome = outcome.map_err(|error| match error {
+            BearerCallError::Token(error) => WorkspaceError::from(error),
+            BearerCallError::RefusedAfterRefresh(code) => WorkspaceError::ReconnectRequired {
+                code: code.unwrap_or_else(|| "unauthorized".to_owned()),
+            },
+            BearerCallError::Other(error) => error,
+        });
         // The Workspace says in so many words that the grant is over (a deleted connection, or
         // `connection_expired` for a token it had just issued): the stored connection must say
         // so too, not only this response. A bare 401 (a proxy's) or `missing_bearer` (ours)
         // ends nothing.
-        if let Err(WorkspaceError::ReconnectRequired { code }) = &outcome {
+        if let (Err(WorkspaceError::ReconnectRequired { code }), Some(generation)) =
+            (&outcome, generation)
+        {
             if code == "connection_not_found" || code == "connection_expired" {
-                if let Err(error) = self.tokens.mark_refused(key, leased.generation).await {
+                if let Err(error) = self.tokens.mark_refused(self.access, generation).await {
                     tracing::warn!(%error, "could not mark the refused connection");
                 }
             }
@@ -272,21 +326,18 @@ impl WorkspaceClient {
         if let Err(WorkspaceError::BearerNotReceived) = &outcome {
             tracing::error!("the Workspace says no bearer token arrived: check proxies between us");
         }
-        outcome.map(|value| (value, leased.generation))
+        outcome.map(|value| (value, generation.unwrap_or_default()))
     }
 
     /// The organization's profile (`me`). It must be the connection's own organization: a
     /// token that answers for another one is not used again (the connection needs a new
     /// authorization).
-    pub async fn organization(
-        &self,
-        binding: &Binding,
-    ) -> Result<OrganizationView, WorkspaceError> {
-        let (body, generation) = self.get_leased(binding, "me", &[]).await?;
+    pub async fn organization(&self) -> Result<OrganizationView, WorkspaceError> {
+        let (body, generation) = self.get_leased("me", &[]).await?;
         let organization = parse_organization(&body)?;
-        if organization.id != binding.key.organization_id {
+        if organization.id != self.access.key().organization_id {
             tracing::error!(named = %organization.id, "me names another organization than the connection's; its tokens are no longer used");
-            if let Err(error) = self.tokens.mark_refused(&binding.key, generation).await {
+            if let Err(error) = self.tokens.mark_refused(self.access, generation).await {
                 tracing::warn!(%error, "could not mark the mismatching connection");
             }
             return Err(WorkspaceError::WrongOrganization);
@@ -300,31 +351,24 @@ impl WorkspaceClient {
     /// fault, and a retryable one, never an endless loop.
     pub async fn page(
         &self,
-        binding: &Binding,
         resource: ListResource,
         cursor: Option<&str>,
     ) -> Result<RecordPage, WorkspaceError> {
-        self.read_pages(binding, resource, cursor, RECORDS_PER_VIEW)
-            .await
+        self.read_pages(resource, cursor, RECORDS_PER_VIEW).await
     }
 
     /// The first upstream page alone: what an overview shows (one call per list).
-    pub async fn first_page(
-        &self,
-        binding: &Binding,
-        resource: ListResource,
-    ) -> Result<RecordPage, WorkspaceError> {
-        self.read_pages(binding, resource, None, 1).await
+    pub async fn first_page(&self, resource: ListResource) -> Result<RecordPage, WorkspaceError> {
+        self.read_pages(resource, None, 1).await
     }
 
     async fn read_pages(
         &self,
-        binding: &Binding,
         resource: ListResource,
         start: Option<&str>,
         at_least: usize,
     ) -> Result<RecordPage, WorkspaceError> {
-        let limit = self.page_size.to_string();
+        let limit = self.client.page_size.to_string();
         let mut seen = std::collections::HashSet::new();
         let mut records = Vec::new();
         let mut cursor = start.map(str::to_owned);
@@ -334,7 +378,7 @@ impl WorkspaceClient {
             if let Some(cursor) = &cursor {
                 query.push(("cursor", cursor.as_str()));
             }
-            let page = parse_page(&self.get(binding, resource.path(), &query).await?)?;
+            let page = parse_page(&self.get(resource.path(), &query).await?)?;
             total = total.or(page.total);
             records.extend(page.records);
             if let Some(current) = cursor.take() {
@@ -359,12 +403,12 @@ impl WorkspaceClient {
     }
 
     /// `me` and the first page of `clients` and `properties` at once: one round trip's
-    /// latency, three calls however large the lists.
-    pub async fn dashboard(&self, binding: &Binding) -> Result<DashboardView, WorkspaceError> {
+    /// latency, three calls however large the lists, one vault read.
+    pub async fn dashboard(&self) -> Result<DashboardView, WorkspaceError> {
         let (organization, clients, properties) = tokio::try_join!(
-            self.organization(binding),
-            self.first_page(binding, ListResource::Clients),
-            self.first_page(binding, ListResource::Properties),
+            self.organization(),
+            self.first_page(ListResource::Clients),
+            self.first_page(ListResource::Properties),
         )?;
         Ok(DashboardView {
             organization,
@@ -372,75 +416,10 @@ impl WorkspaceClient {
             properties,
         })
     }
-
-    async fn send(
-        &self,
-        binding: &Binding,
-        resource: &str,
-        query: &[(&str, &str)],
-        leased: &LeasedToken,
-    ) -> Result<Value, Rejected> {
-        // The id is checked at the callback to need no escaping in a path and not to be a dot
-        // segment; checked again here, since a token must never go to another path.
-        let key = &binding.key;
-        if !crate::server::oauth::client::is_usable_organization_id(&key.organization_id) {
-            return Err(Rejected::Other(WorkspaceError::ReconnectRequired {
-                code: "unusable_organization_id".to_owned(),
-            }));
-        }
-        let url = format!(
-            "{}/api/v1/partner/organizations/{}/{resource}",
-            self.base_url, key.organization_id
-        );
-        let response = self
-            .http
-            .get(&url)
-            .query(query)
-            .bearer_auth(leased.token.expose())
-            .header(reqwest::header::ACCEPT, "application/json")
-            .send()
-            .await
-            .map_err(|e| {
-                Rejected::Other(WorkspaceError::Unavailable {
-                    detail: if e.is_timeout() {
-                        "the Workspace did not answer in time".to_owned()
-                    } else {
-                        e.without_url().to_string()
-                    },
-                })
-            })?;
-        let status = response.status();
-        let body = read_limited(response).await.map_err(Rejected::Other)?;
-        if status.is_success() {
-            return serde_json::from_slice(&body).map_err(|_| {
-                Rejected::Other(WorkspaceError::Unavailable {
-                    detail: "the Workspace sent a body that is not JSON".to_owned(),
-                })
-            });
-        }
-        let parsed = parse_error_body(&body);
-        let error = classify(status, &parsed);
-        // Only an expired or unrecognised token is worth a refresh; a deleted connection is not,
-        // nor a bearer that never arrived (a new token would not arrive either).
-        let refreshable = status == StatusCode::UNAUTHORIZED
-            && matches!(parsed.code.as_deref(), Some("connection_expired") | None);
-        if refreshable {
-            return Err(Rejected::TokenRejected { code: parsed.code });
-        }
-        Err(Rejected::Other(error))
-    }
-}
-
-enum Rejected {
-    /// A 401 worth one refresh; `code` is the Workspace's error code, if it sent one.
-    TokenRejected {
-        code: Option<String>,
-    },
-    Other(WorkspaceError),
 }
 
 async fn read_limited(response: reqwest::Response) -> Result<Vec<u8>, WorkspaceError> {
-    use crate::server::oauth::client::{read_capped, CappedReadError};
+    use crate::server::http::{read_capped, CappedReadError};
     read_capped(response, MAX_RESPONSE_BYTES)
         .await
         .map_err(|error| WorkspaceError::Unavailable {
@@ -454,52 +433,9 @@ async fn read_limited(response: reqwest::Response) -> Result<Vec<u8>, WorkspaceE
         })
 }
 
-/// The one HTTP client: connect and total timeouts, and no redirects (a redirect from a token
-/// or API endpoint is refused, never followed: SSRF and token leaks, RFC 9700 §4.11).
-pub fn http_client(timeout: Duration) -> Result<reqwest::Client, reqwest::Error> {
-    reqwest::Client::builder()
-        .redirect(reqwest::redirect::Policy::none())
-        .connect_timeout(timeout.min(Duration::from_secs(5)))
-        .timeout(timeout)
-        .pool_idle_timeout(Duration::from_secs(90))
-        // No proxy from HTTP(S)_PROXY / ALL_PROXY: nobody configured one for this app on
-        // purpose, and a proxy sees every bearer token and client secret we send.
-        .no_proxy()
-        .user_agent(concat!("qentrah-connect/", env!("CARGO_PKG_VERSION")))
-        .build()
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    /// No proxy is taken from the environment: with `HTTP_PROXY` and `ALL_PROXY` pointing at
-    /// a closed port, a call still goes straight to its server. (Each test runs in its own
-    /// process under nextest, so the variables touch no other test.)
-    #[tokio::test]
-    async fn no_proxy_is_taken_from_the_environment() {
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let addr = listener.local_addr().unwrap();
-        tokio::spawn(async move {
-            let app = axum::Router::new().route("/", axum::routing::get(|| async { "direct" }));
-            axum::serve(listener, app).await.unwrap();
-        });
-        for name in ["HTTP_PROXY", "http_proxy", "ALL_PROXY", "all_proxy"] {
-            std::env::set_var(name, "http://127.0.0.1:9");
-        }
-        std::env::remove_var("NO_PROXY");
-        std::env::remove_var("no_proxy");
-        let client = http_client(Duration::from_secs(5)).unwrap();
-        let body = client
-            .get(format!("http://{addr}/"))
-            .send()
-            .await
-            .unwrap()
-            .text()
-            .await
-            .unwrap();
-        assert_eq!(body, "direct");
-    }
 
     #[test]
     fn error_bodies_in_every_shape() {
