@@ -194,6 +194,7 @@ async fn refresh_under_contention(report: &mut Report) {
 
 async fn vault_cost(report: &mut Report) {
     use qentrah_connect::server::config::{DatabaseUrl, SessionSecret, VaultKeys};
+    use qentrah_connect::server::ids::OrganizationId;
     use qentrah_connect::server::vault::{
         AccessToken, ConnectionKey, ConnectionStore, Keyring, RefreshToken, TokenSet,
     };
@@ -215,13 +216,17 @@ async fn vault_cost(report: &mut Report) {
     let qentrah_connect::server::db::Db::Sqlite(db) = db else {
         panic!("the vault bench runs on SQLite")
     };
-    let key = ConnectionKey::new("qentrah", "org_bench", "http://ws/api/v1/partner");
+    let key = ConnectionKey::new(
+        "qentrah",
+        &OrganizationId::parse("org_bench").unwrap(),
+        "http://ws/api/v1/partner",
+    );
     let tokens = TokenSet {
         access_token: AccessToken::new(format!("qat_{}", "a".repeat(43))),
         refresh_token: Some(RefreshToken::new(format!("qrt_{}", "r".repeat(43)))),
         expires_in: Some(Duration::from_secs(3600)),
         scopes: None,
-        organization_id: Some("org_bench".into()),
+        organization_id: OrganizationId::parse("org_bench"),
     };
     let now = std::time::UNIX_EPOCH + Duration::from_secs(1_800_000_000);
     store
@@ -229,7 +234,11 @@ async fn vault_cost(report: &mut Report) {
         .await
         .unwrap();
     // The raw queries work on a row of their own, of the same size.
-    let raw_key = ConnectionKey::new("qentrah", "org_raw", "http://ws/api/v1/partner");
+    let raw_key = ConnectionKey::new(
+        "qentrah",
+        &OrganizationId::parse("org_raw").unwrap(),
+        "http://ws/api/v1/partner",
+    );
     store
         .save_connected(&raw_key, &tokens, &["client:read".into()], now)
         .await
@@ -275,7 +284,7 @@ async fn vault_cost(report: &mut Report) {
                     let _row: RawRow = sqlx::query_as(
                         "SELECT key_id, access_token, refresh_token, access_expires_at, scopes, status, connected_at, refreshed_at, generation FROM connections WHERE provider = $1 AND organization_id = $2 AND resource = $3",
                     )
-                    .bind(&raw_key.provider).bind(&raw_key.organization_id).bind(&raw_key.resource)
+                    .bind(raw_key.provider()).bind(raw_key.organization_id().as_str()).bind(raw_key.resource())
                     .fetch_one(&db).await.unwrap();
                     raw_read += t.elapsed();
                 }
@@ -292,7 +301,7 @@ async fn vault_cost(report: &mut Report) {
                 } else {
                     let (next,): (i64,) = sqlx::query_as("UPDATE connections SET key_id = $1, access_token = $2, refresh_token = $3, access_expires_at = $4, refreshed_at = $5, updated_at = $5, status = 'active', scopes = COALESCE($6, scopes), generation = generation + 1 WHERE provider = $7 AND organization_id = $8 AND resource = $9 AND generation = $10 RETURNING generation")
                         .bind("k").bind(&blob).bind(&blob).bind(1_i64).bind(1_i64).bind(None::<String>)
-                        .bind(&raw_key.provider).bind(&raw_key.organization_id).bind(&raw_key.resource)
+                        .bind(raw_key.provider()).bind(raw_key.organization_id().as_str()).bind(raw_key.resource())
                         .bind(raw_generation)
                         .fetch_one(&db).await.unwrap();
                     raw_generation = next;

@@ -93,7 +93,7 @@ pub async fn disconnect() -> Result<(), AppError> {
             connections.disconnect(access.binding()).await?;
             session()
                 .await?
-                .unbind_connection(&access.key().provider)
+                .unbind_connection(access.key().provider())
                 .await
                 .map_err(|error| AppError::internal("unbinding the session", &error))
         },

@@ -66,7 +66,7 @@ async fn connection_access(state: &AppState) -> Result<ConnectionAccess, AppErro
         .await
         .map_err(|error| AppError::internal("reading the session", &error))?
         .ok_or(AppError::NotConnected)?;
-    if binding.key.provider != provider.name || binding.key.resource != provider.resource {
+    if binding.key.provider() != provider.name || binding.key.resource() != provider.resource {
         tracing::info!("the session's connection is for another Workspace than the configured one");
         return Err(AppError::NotConnected);
     }

@@ -39,7 +39,7 @@ impl Connections {
     ) -> Result<AuthorizedWorkspace<'a>, AppError> {
         let provider = self
             .providers
-            .get(&access.key().provider)
+            .get(access.key().provider())
             .ok_or(AppError::NotConnected)?;
         Ok(provider.api().for_connection(&self.tokens, access))
     }
@@ -57,11 +57,11 @@ impl Connections {
         // The scopes its provider is asked for now, to show which of them the grant lacks.
         let wanted = self
             .providers
-            .get(&info.key.provider)
+            .get(info.key.provider())
             .map(|provider| provider.profile().scopes.as_slice())
             .unwrap_or_default();
         Ok(ConnectionView {
-            organization_id: info.key.organization_id.clone(),
+            organization_id: info.key.organization_id().to_string(),
             state: match info.state {
                 ConnectionState::Active if readable => domain::ConnectionState::Connected,
                 _ => domain::ConnectionState::ReconnectRequired,

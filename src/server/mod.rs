@@ -9,10 +9,14 @@ pub mod clock;
 pub mod config;
 /// The connections service: a session's connection, its data, disconnecting it.
 pub mod connections;
+/// OAuth tokens as secret newtypes (redacting `Debug`, never `Serialize`).
+pub mod credentials;
 /// The database pool and embedded migrations.
 pub mod db;
 /// The shared outbound HTTP client (timeouts, no redirects, no proxy) and capped reads.
 pub mod http;
+/// Identifiers parsed at the edge (`OrganizationId`).
+pub mod ids;
 /// OAuth 2.1 + PKCE: authorization URL, callback, token calls, flows in progress.
 pub mod oauth;
 /// The providers as data: profiles, OAuth clients, partner API clients.

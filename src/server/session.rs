@@ -12,6 +12,7 @@ use tower_sessions_sqlx_store::{PostgresStore, SqliteStore};
 
 use super::config::{PartnerAppUrl, SessionSecret};
 use super::db::Db;
+use super::ids::OrganizationId;
 use super::vault::{Binding, ConnectionKey};
 
 /// How long a session lives without use.
@@ -147,11 +148,11 @@ impl BrowserSession {
         let key = &binding.key;
         self.0
             .insert(
-                &connection_entry(&key.provider),
+                &connection_entry(key.provider()),
                 SessionConnection {
-                    provider: key.provider.clone(),
-                    organization_id: key.organization_id.clone(),
-                    resource: key.resource.clone(),
+                    provider: key.provider().to_owned(),
+                    organization_id: key.organization_id().to_string(),
+                    resource: key.resource().to_owned(),
                     grant_id: binding.grant_id.clone(),
                 },
             )
@@ -166,13 +167,13 @@ impl BrowserSession {
             .get::<SessionConnection>(&connection_entry(provider))
             .await?
             .filter(|c| c.provider == provider)
-            .map(|c| Binding {
-                key: ConnectionKey {
-                    provider: c.provider,
-                    organization_id: c.organization_id,
-                    resource: c.resource,
-                },
-                grant_id: c.grant_id,
+            // An id that does not parse was never stored by this app: no connection.
+            .and_then(|c| {
+                let organization_id = OrganizationId::parse(&c.organization_id)?;
+                Some(Binding {
+                    key: ConnectionKey::new(&c.provider, &organization_id, &c.resource),
+                    grant_id: c.grant_id,
+                })
             }))
     }
 

@@ -12,7 +12,7 @@ use super::config::AppConfig;
 use super::connections::Connections;
 use super::db::{self, DbError};
 use super::http::http_client;
-use super::oauth::flows::FlowStore;
+use super::oauth::flow_store::FlowStore;
 use super::providers::{ProviderError, ProviderRegistry};
 use super::state::AppState;
 use super::vault::{ConnectionStore, Keyring, TokenManager};

@@ -7,7 +7,7 @@ use super::clock::SharedClock;
 use super::config::AppConfig;
 use super::connections::Connections;
 use super::db::Db;
-use super::oauth::flows::FlowStore;
+use super::oauth::flow_store::FlowStore;
 use super::providers::ProviderRegistry;
 
 /// What every handler and server function shares; `leptos_routes_with_context` provides it

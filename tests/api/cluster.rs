@@ -293,6 +293,7 @@ async fn wait_for(condition: impl Fn() -> bool) {
 #[tokio::test]
 async fn waiting_for_another_instances_refresh_is_bounded() {
     use qentrah_connect::server::config::{DatabaseUrl, SessionSecret, VaultKeys};
+    use qentrah_connect::server::ids::OrganizationId;
     use qentrah_connect::server::vault::{
         AccessToken, ConnectionKey, ConnectionStore, Keyring, RefreshToken, TokenSet, VaultError,
     };
@@ -319,7 +320,11 @@ async fn waiting_for_another_instances_refresh_is_bounded() {
             .await
             .unwrap();
     let second = ConnectionStore::new(other_db, keyring());
-    let key = ConnectionKey::new("qentrah", "org_acme", "http://ws/api/v1/partner");
+    let key = ConnectionKey::new(
+        "qentrah",
+        &OrganizationId::parse("org_acme").unwrap(),
+        "http://ws/api/v1/partner",
+    );
     #[allow(clippy::disallowed_methods)]
     let now = SystemTime::now();
     first
@@ -330,7 +335,7 @@ async fn waiting_for_another_instances_refresh_is_bounded() {
                 refresh_token: Some(RefreshToken::new("qrt_x".to_owned())),
                 expires_in: Some(Duration::from_secs(3600)),
                 scopes: None,
-                organization_id: Some("org_acme".to_owned()),
+                organization_id: OrganizationId::parse("org_acme"),
             },
             &[],
             now,

@@ -3,6 +3,7 @@
 //! and nothing of one provider reaches the other.
 
 use qentrah_connect::server::config::{OtherProvider, WorkspaceApiUrl};
+use qentrah_connect::server::ids::OrganizationId;
 use qentrah_connect::server::vault::{Binding, ConnectionAccess, ConnectionKey};
 use qentrah_dev_workspace::DevWorkspaceConfig;
 use serde_json::json;
@@ -76,7 +77,7 @@ async fn a_second_provider_added_by_configuration_connects_and_reads_data() {
     // through the same connections service, with the second provider's tokens and API.
     let key = ConnectionKey::new(
         "second",
-        "org_acme",
+        &OrganizationId::parse("org_acme").unwrap(),
         &format!("{}/api/v1/partner", second.base_url),
     );
     let info = state

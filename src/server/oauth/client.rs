@@ -19,11 +19,12 @@ use std::time::SystemTime;
 use secrecy::{ExposeSecret, SecretString};
 use serde::{Deserialize, Serialize};
 
-use super::flow::PkceVerifier;
+use super::authorization::PkceVerifier;
 use super::provider::ProviderConfig;
 use crate::server::config::WorkspaceConfig;
+use crate::server::credentials::{AccessToken, RefreshToken, TokenSet};
 use crate::server::http::{read_capped, CappedReadError};
-use crate::server::vault::{AccessToken, ConnectionKey, RefreshToken, TokenSet};
+use crate::server::ids::OrganizationId;
 
 /// Which OAuth client (client id and secret, on its provider's endpoints) serves a provider's
 /// flows and its stored connections. Looked up, not held: one source today (configuration, one
@@ -46,10 +47,10 @@ impl ClientRegistry {
         self.0.get(provider)
     }
 
-    /// The client that refreshes and revokes the connection `key`: `None` when its provider is
-    /// no longer configured (then nothing of it is sent anywhere).
-    pub fn for_connection(&self, key: &ConnectionKey) -> Option<&OAuthClient> {
-        self.0.get(&key.provider)
+    /// The client that refreshes and revokes a stored connection of `provider`: `None` when
+    /// the provider is no longer configured (then nothing of it is sent anywhere).
+    pub fn for_connection(&self, provider: &str) -> Option<&OAuthClient> {
+        self.0.get(provider)
     }
 }
 
@@ -375,8 +376,8 @@ fn into_token_set(response: &QentrahTokenResponse) -> TokenSet {
         organization_id: response
             .extra_fields()
             .organization_id
-            .clone()
-            .filter(|id| is_usable_organization_id(id)),
+            .as_deref()
+            .and_then(OrganizationId::parse),
     }
 }
 
@@ -485,19 +486,6 @@ fn normalize_token_body(body: Vec<u8>) -> Vec<u8> {
     serde_json::to_vec(&serde_json::Value::Object(object)).unwrap_or(body)
 }
 
-/// An organization id goes into the partner API's URL path and keys the vault, so only what
-/// needs no escaping there is taken: 1 to 128 of RFC 3986's unreserved characters, and not a
-/// dot segment (`..` would be folded away by URL parsing and send the token to another path).
-/// Anything else is treated as missing, and nothing is stored.
-pub(crate) fn is_usable_organization_id(id: &str) -> bool {
-    (1..=128).contains(&id.len())
-        && id != "."
-        && id != ".."
-        && id
-            .bytes()
-            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'.' | b'_' | b'~'))
-}
-
 fn map_error(error: RequestTokenError<TokenHttpError, BasicErrorResponse>) -> TokenCallError {
     match error {
         RequestTokenError::ServerResponse(response) => match response.error() {
@@ -533,32 +521,5 @@ fn map_error(error: RequestTokenError<TokenHttpError, BasicErrorResponse>) -> To
             detail: format!("unreadable token response at {}", error.path()),
         },
         RequestTokenError::Other(detail) => TokenCallError::Unavailable { detail },
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn only_organization_ids_safe_in_a_url_path_are_taken() {
-        for id in ["org_acme", "org-1", "A.b~c", &"x".repeat(128)] {
-            assert!(is_usable_organization_id(id), "{id}");
-        }
-        for id in [
-            "",
-            " ",
-            ".",
-            "..",
-            "org acme",
-            "org/../me",
-            "org%2F",
-            "org?x=1",
-            "org#x",
-            "orgé",
-            &"x".repeat(129),
-        ] {
-            assert!(!is_usable_organization_id(id), "{id:?}");
-        }
     }
 }

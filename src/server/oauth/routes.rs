@@ -8,7 +8,7 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use axum::Router;
 
-use super::flow::{self, CallbackParams, CallbackRefusal, CallbackStep, PkceVerifier};
+use super::authorization::{self, CallbackParams, CallbackRefusal, CallbackStep, PkceVerifier};
 use super::TokenCallError;
 use crate::domain::ConnectFailure;
 use crate::server::providers::ProviderRegistry;
@@ -93,7 +93,7 @@ async fn start(
             .find(|(name, _)| name == "return_to")
             .map(|(_, value)| value.into_owned())
     });
-    let return_to = flow::safe_return_to(return_to.as_deref());
+    let return_to = authorization::safe_return_to(return_to.as_deref());
 
     let binding = match session.flow_binding().await {
         Ok(binding) => binding,
@@ -102,7 +102,8 @@ async fn start(
             return unavailable_here(&oauth.provider().start_path);
         }
     };
-    let (Ok(oauth_state), Ok(verifier)) = (flow::State::generate(), PkceVerifier::generate())
+    let (Ok(oauth_state), Ok(verifier)) =
+        (authorization::State::generate(), PkceVerifier::generate())
     else {
         tracing::error!("random number generator failed");
         return unavailable_here(&oauth.provider().start_path);
@@ -123,7 +124,8 @@ async fn start(
         tracing::error!(error = ?error, "could not remember the flow");
         return unavailable_here(&oauth.provider().start_path);
     }
-    let url = flow::authorization_url(provider, oauth.client_id(), &oauth_state, &verifier);
+    let url =
+        authorization::authorization_url(provider, oauth.client_id(), &oauth_state, &verifier);
     tracing::info!("authorization started");
     see_other(url.as_str())
 }
@@ -158,7 +160,8 @@ async fn callback(
     // Judged first as if `iss` were optional: whether it is (RFC 9207 §2.4) is asked of the
     // provider's metadata only below, once this browser's own live flow is found, so a forged
     // callback costs no request to the provider.
-    let (state_digest, code) = match flow::judge_callback(&params, &provider.issuer, false) {
+    let (state_digest, code) = match authorization::judge_callback(&params, &provider.issuer, false)
+    {
         CallbackStep::Exchange { state_digest, code } => (state_digest, code),
         CallbackStep::Refuse(refusal) => {
             // An error answer ends its flow too, so it cannot be completed later.
@@ -168,7 +171,7 @@ async fn callback(
                 if !matches!(refusal, CallbackRefusal::WrongIssuer) {
                     let _ = state
                         .flows
-                        .consume(&flow::digest(state_param), binding, now)
+                        .consume(&authorization::digest(state_param), binding, now)
                         .await;
                 }
             }

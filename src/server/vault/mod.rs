@@ -11,11 +11,11 @@ mod queue;
 pub mod store;
 pub mod tokens;
 
-use std::fmt;
 use std::time::SystemTime;
 
-use secrecy::{ExposeSecret, SecretString};
+use crate::server::ids::OrganizationId;
 
+pub use crate::server::credentials::{AccessToken, RefreshToken, TokenSet};
 pub use access::{ConnectionAccess, RequestScope};
 pub use cipher::{CipherError, Keyring};
 pub use store::{ConnectionStore, RefreshLease};
@@ -24,21 +24,35 @@ pub use tokens::{BearerCallError, BearerRefused, TokenError, TokenManager};
 /// The provider this app connects to today.
 pub const QENTRAH: &str = "qentrah";
 
-/// What a connection is keyed by.
+/// What a connection is keyed by. Built only from a checked [`OrganizationId`].
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub struct ConnectionKey {
-    pub provider: String,
-    pub organization_id: String,
-    pub resource: String,
+    provider: String,
+    organization_id: OrganizationId,
+    resource: String,
 }
 
 impl ConnectionKey {
-    pub fn new(provider: &str, organization_id: &str, resource: &str) -> Self {
+    pub fn new(provider: &str, organization_id: &OrganizationId, resource: &str) -> Self {
         Self {
             provider: provider.to_owned(),
-            organization_id: organization_id.to_owned(),
+            organization_id: organization_id.clone(),
             resource: resource.to_owned(),
         }
+    }
+
+    /// The provider's name (`qentrah`).
+    pub fn provider(&self) -> &str {
+        &self.provider
+    }
+
+    pub fn organization_id(&self) -> &OrganizationId {
+        &self.organization_id
+    }
+
+    /// The resource indicator the grant is for (RFC 8707).
+    pub fn resource(&self) -> &str {
+        &self.resource
     }
 
     /// Associated data for a sealed field of this connection: moving a ciphertext to another
@@ -50,62 +64,6 @@ impl ConnectionKey {
         )
         .into_bytes()
     }
-}
-
-/// An OAuth access token.
-///
-/// # Security
-/// Redacted in `Debug`, no `Display`, never `Serialize`: it cannot reach a log or the browser
-/// by accident. Exposed only to build the `Authorization` header.
-#[derive(Clone)]
-pub struct AccessToken(SecretString);
-
-/// An OAuth refresh token. Same guarantees as [`AccessToken`].
-#[derive(Clone)]
-pub struct RefreshToken(SecretString);
-
-impl AccessToken {
-    pub fn new(value: String) -> Self {
-        Self(SecretString::from(value))
-    }
-
-    pub fn expose(&self) -> &str {
-        self.0.expose_secret()
-    }
-}
-
-impl RefreshToken {
-    pub fn new(value: String) -> Self {
-        Self(SecretString::from(value))
-    }
-
-    pub fn expose(&self) -> &str {
-        self.0.expose_secret()
-    }
-}
-
-impl fmt::Debug for AccessToken {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str("AccessToken([redacted])")
-    }
-}
-
-impl fmt::Debug for RefreshToken {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str("RefreshToken([redacted])")
-    }
-}
-
-/// What a token endpoint returned, already out of the oauth2 crate's `Serialize` types.
-#[derive(Debug, Clone)]
-pub struct TokenSet {
-    pub access_token: AccessToken,
-    pub refresh_token: Option<RefreshToken>,
-    /// `None` when the server sent no `expires_in`.
-    pub expires_in: Option<std::time::Duration>,
-    /// `None` when the server sent no `scope` (RFC 6749 §5.1: then it is the requested set).
-    pub scopes: Option<Vec<String>>,
-    pub organization_id: Option<String>,
 }
 
 /// Whether a connection can be used.
@@ -178,25 +136,4 @@ pub enum VaultError {
     Busy,
     #[error("the system random number generator failed")]
     Random,
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn tokens_never_print() {
-        let access = AccessToken::new("qat_very_secret".to_owned());
-        let refresh = RefreshToken::new("qrt_very_secret".to_owned());
-        let printed = format!("{access:?} {refresh:?}");
-        assert!(!printed.contains("very_secret"));
-        let set = TokenSet {
-            access_token: access,
-            refresh_token: Some(refresh),
-            expires_in: None,
-            scopes: None,
-            organization_id: Some("org_1".to_owned()),
-        };
-        assert!(!format!("{set:?}").contains("very_secret"));
-    }
 }

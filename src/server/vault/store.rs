@@ -11,6 +11,8 @@ use super::{
     TokenSet, VaultError,
 };
 use crate::server::db::{on_pool, Db};
+#[cfg(test)]
+use crate::server::ids::OrganizationId;
 
 /// When a token response has no `expires_in`, assume the access token lives this long: short,
 /// so the app refreshes early rather than sending a token the server has already dropped.
@@ -211,7 +213,7 @@ impl ConnectionStore {
         Ok(on_pool!(&self.db, pool => {
             sqlx::query_as::<_, ConnectionRow>(CONNECTION_COLUMNS)
                 .bind(&key.provider)
-                .bind(&key.organization_id)
+                .bind(key.organization_id.as_str())
                 .bind(&key.resource)
                 .fetch_optional(pool)
                 .await
@@ -272,7 +274,7 @@ impl ConnectionStore {
                  grant_id = excluded.grant_id",
             )
             .bind(&key.provider)
-            .bind(&key.organization_id)
+            .bind(key.organization_id.as_str())
             .bind(&key.resource)
             .bind(&access.key_id)
             .bind(&access.bytes)
@@ -356,7 +358,7 @@ impl ConnectionStore {
         .await?;
         let row = sqlx::query_as::<_, ConnectionRow>(&format!("{CONNECTION_COLUMNS} FOR UPDATE"))
             .bind(&key.provider)
-            .bind(&key.organization_id)
+            .bind(key.organization_id.as_str())
             .bind(&key.resource)
             .fetch_optional(&mut *transaction)
             .await
@@ -411,7 +413,7 @@ impl ConnectionStore {
             .bind(to_unix(now))
             .bind(scopes)
             .bind(&key.provider)
-            .bind(&key.organization_id)
+            .bind(key.organization_id.as_str())
             .bind(&key.resource)
             .bind(seen_generation)
             .fetch_optional(exec)
@@ -468,7 +470,7 @@ impl ConnectionStore {
             )
             .bind(to_unix(now))
             .bind(&key.provider)
-            .bind(&key.organization_id)
+            .bind(key.organization_id.as_str())
             .bind(&key.resource)
             .bind(seen_generation)
             .execute(exec)
@@ -496,7 +498,7 @@ impl ConnectionStore {
                  WHERE provider = $1 AND organization_id = $2 AND resource = $3",
             )
             .bind(&key.provider)
-            .bind(&key.organization_id)
+            .bind(key.organization_id.as_str())
             .bind(&key.resource)
             .execute(exec)
             .await
@@ -548,7 +550,7 @@ mod tests {
             refresh_token: refresh.map(|r| RefreshToken::new(r.to_owned())),
             expires_in: Some(Duration::from_secs(3600)),
             scopes: None,
-            organization_id: Some("org_a".to_owned()),
+            organization_id: OrganizationId::parse("org_a"),
         }
     }
 
@@ -567,7 +569,11 @@ mod tests {
     }
 
     fn key(org: &str) -> ConnectionKey {
-        ConnectionKey::new("qentrah", org, "http://ws/api/v1/partner")
+        ConnectionKey::new(
+            "qentrah",
+            &OrganizationId::parse(org).unwrap(),
+            "http://ws/api/v1/partner",
+        )
     }
 
     #[tokio::test]

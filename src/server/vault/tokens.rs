@@ -273,7 +273,7 @@ impl TokenManager {
     /// The OAuth client for `key`'s provider; a connection of a provider no longer configured
     /// is not connected (nothing of it is sent anywhere).
     fn client_for(&self, key: &ConnectionKey) -> Result<OAuthClient, TokenError> {
-        self.clients.for_connection(key).cloned().ok_or_else(|| {
+        self.clients.for_connection(&key.provider).cloned().ok_or_else(|| {
             tracing::warn!(provider = %key.provider, "a connection of a provider that is not configured");
             TokenError::NotConnected
         })
@@ -526,7 +526,7 @@ impl TokenManager {
                             connection.refresh_token.as_ref(),
                             &connection.access_token,
                         );
-                        match this.clients.for_connection(key) {
+                        match this.clients.for_connection(&key.provider) {
                             Some(oauth) => {
                                 if let Err(error) = oauth.revoke(token).await {
                                     tracing::warn!(%error, "revocation failed; deleting the connection anyway");
@@ -769,9 +769,9 @@ impl TokenManager {
                 // RFC 6749 §6 issues a refresh for the same grant: a response naming another
                 // organization is not this connection's. Its tokens are revoked, not stored,
                 // and the connection needs a new authorization.
-                if let Some(named) = tokens.organization_id.as_deref() {
-                    if named != key.organization_id {
-                        tracing::error!(named, "a refresh response named another organization; the connection is ended");
+                if let Some(named) = tokens.organization_id.as_ref() {
+                    if *named != key.organization_id {
+                        tracing::error!(%named, "a refresh response named another organization; the connection is ended");
                         let token =
                             Revocable::best_of(tokens.refresh_token.as_ref(), &tokens.access_token);
                         if let Err(error) = oauth.revoke(token).await {
@@ -905,6 +905,7 @@ impl TokenManager {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::server::ids::OrganizationId;
 
     #[test]
     fn the_margin_shrinks_with_the_lifetime() {
@@ -925,7 +926,7 @@ mod tests {
     fn a_short_lived_token_is_fresh_when_it_arrives() {
         let now = std::time::UNIX_EPOCH + Duration::from_secs(1_000_000);
         let info = |lifetime: u64| ConnectionInfo {
-            key: ConnectionKey::new("qentrah", "org", "r"),
+            key: ConnectionKey::new("qentrah", &OrganizationId::parse("org").unwrap(), "r"),
             scopes: vec![],
             state: ConnectionState::Active,
             access_expires_at: now + Duration::from_secs(lifetime),

@@ -227,16 +227,12 @@ impl WorkspaceClient {
         query: &[(&str, &str)],
         token: AccessToken,
     ) -> Result<Value, BearerRefused<WorkspaceError>> {
-        // The id is checked at the callback to need no escaping in a path and not to be a dot
-        // segment; checked again here, since a token must never go to another path.
-        if !crate::server::oauth::client::is_usable_organization_id(&key.organization_id) {
-            return Err(BearerRefused::Other(WorkspaceError::ReconnectRequired {
-                code: "unusable_organization_id".to_owned(),
-            }));
-        }
+        // An `OrganizationId` needs no escaping in a path and is not a dot segment (checked
+        // where it arrived), so the token goes to this organization's path and no other.
         let url = format!(
             "{}/api/v1/partner/organizations/{}/{resource}",
-            self.base_url, key.organization_id
+            self.base_url,
+            key.organization_id()
         );
         let response = self
             .http
@@ -290,7 +286,7 @@ impl AuthorizedWorkspace<'_> {
     }
 
     /// [`Self::get`], with the vault generation of the token that answered.
-    #[tracing::instrument(skip_all, fields(org = %self.access.key().organization_id, resource = resource))]
+    #[tracing::instrument(skip_all, fields(org = %self.access.key().organization_id(), resource = resource))]
     async fn get_leased(
         &self,
         resource: &str,
@@ -335,7 +331,7 @@ impl AuthorizedWorkspace<'_> {
     pub async fn organization(&self) -> Result<OrganizationView, WorkspaceError> {
         let (body, generation) = self.get_leased("me", &[]).await?;
         let organization = parse_organization(&body)?;
-        if organization.id != self.access.key().organization_id {
+        if self.access.key().organization_id() != organization.id.as_str() {
             tracing::error!(named = %organization.id, "me names another organization than the connection's; its tokens are no longer used");
             if let Err(error) = self.tokens.mark_refused(self.access, generation).await {
                 tracing::warn!(%error, "could not mark the mismatching connection");

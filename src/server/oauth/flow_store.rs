@@ -5,7 +5,7 @@
 use std::sync::Arc;
 use std::time::SystemTime;
 
-use super::flow::{digest, PkceVerifier, State, FLOW_LIFETIME};
+use super::authorization::{digest, PkceVerifier, State, FLOW_LIFETIME};
 use crate::server::db::{on_pool, Db};
 use crate::server::vault::cipher::{Keyring, Sealed};
 use crate::server::vault::store::{from_unix, to_unix};
@@ -111,7 +111,7 @@ impl FlowStore {
         let Some(row) = row else {
             return Ok(None);
         };
-        if !super::flow::flow_is_live(from_unix(row.expires_at), now) {
+        if !super::authorization::flow_is_live(from_unix(row.expires_at), now) {
             return Ok(None);
         }
         let sealed = Sealed {
