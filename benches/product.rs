@@ -9,17 +9,10 @@
     clippy::disallowed_methods
 )]
 
-#[allow(dead_code)]
-#[path = "../tests/api/database.rs"]
-mod database;
-#[allow(dead_code)]
-#[path = "../tests/api/harness.rs"]
-mod harness;
-
 use std::time::{Duration, Instant};
 
-use harness::{spawn_app, spawn_app_with, Options, TestApp};
 use qentrah_dev_workspace::Endpoint;
+use qentrah_test_support::harness::{spawn_app, spawn_app_with, Options, TestApp};
 
 struct Report {
     rows: Vec<(String, String, String, bool)>,

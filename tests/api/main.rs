@@ -2,11 +2,12 @@
 //! is linked once).
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
+use qentrah_test_support::database;
+
 mod bad_input;
 mod cluster;
 mod config_errors;
 mod connect;
-mod database;
 mod durability;
 mod hardening;
 mod harness;
