@@ -2,14 +2,18 @@
 //! (Qentrah's: `/api/auth/qentrah/…`): plain axum routes, so they work as ordinary navigations
 //! without JavaScript.
 
+use std::time::SystemTime;
+
 use axum::extract::{RawQuery, State};
 use axum::http::{header, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use axum::Router;
+use secrecy::SecretString;
 
 use super::authorization::{self, CallbackParams, CallbackRefusal, CallbackStep, PkceVerifier};
-use super::TokenCallError;
+use super::flow_store::ConsumedFlow;
+use super::{OAuthClient, TokenCallError};
 use crate::domain::ConnectFailure;
 use crate::server::providers::ProviderRegistry;
 use crate::server::session::BrowserSession;
@@ -213,43 +217,70 @@ async fn callback(
         }
     };
 
+    let binding =
+        match complete_authorization(&state, &oauth, &flow, &code, params.iss.is_some(), now).await
+        {
+            Ok(binding) => binding,
+            Err(failure) => return failed(failure),
+        };
+    if let Err(error) = session.bind_connection(&binding).await {
+        tracing::error!(error = ?error, "could not bind the session");
+        return failed(ConnectFailure::Unavailable);
+    }
+    tracing::info!(org = %binding.key.organization_id(), "connected");
+    see_other(&flow.return_to)
+}
+
+/// The callback's second half, once this browser's live flow is found and spent (the person
+/// starts again whatever happens here): the `iss` promise, the code exchange, whose grant it is,
+/// storing it. Returns the grant the session is to be bound to, or why there is none; binding
+/// the session and answering the browser stay with the route.
+async fn complete_authorization(
+    state: &AppState,
+    oauth: &OAuthClient,
+    flow: &ConsumedFlow,
+    code: &SecretString,
+    iss_received: bool,
+    now: SystemTime,
+) -> Result<Binding, ConnectFailure> {
     // RFC 9207 §2.4: a response without `iss` is refused if the provider promises to send it.
-    // The flow is spent either way: the person starts again.
-    if params.iss.is_none() {
+    if !iss_received {
         match oauth.provider_sends_iss(now).await {
             Ok(false) => {}
             Ok(true) => {
                 tracing::info!("callback without iss from a provider that always sends it");
-                return failed(ConnectFailure::WrongIssuer);
+                return Err(ConnectFailure::WrongIssuer);
             }
             Err(error @ TokenCallError::Refused { .. }) => {
                 tracing::error!(%error, "the provider's metadata cannot be used");
-                return failed(ConnectFailure::Misconfigured);
+                return Err(ConnectFailure::Misconfigured);
             }
             Err(error) => {
                 tracing::warn!(%error, "could not read the provider's metadata");
-                return failed(ConnectFailure::Unavailable);
+                return Err(ConnectFailure::Unavailable);
             }
         }
     }
 
-    let tokens = match oauth.exchange_code(&code, &flow.verifier).await {
-        Ok(tokens) => tokens,
-        Err(error) => {
+    let tokens = oauth
+        .exchange_code(code, &flow.verifier)
+        .await
+        .map_err(|error| {
             tracing::warn!(%error, "code exchange failed");
-            return failed(match error {
+            match error {
                 TokenCallError::InvalidGrant => ConnectFailure::ExchangeRefused,
                 TokenCallError::Refused { .. } => ConnectFailure::Misconfigured,
                 TokenCallError::NotApproved { .. } => ConnectFailure::NotApproved,
                 TokenCallError::UnusableResponse { .. } => ConnectFailure::InvalidResponse,
                 TokenCallError::Unavailable { .. } => ConnectFailure::Unavailable,
-            });
-        }
-    };
+            }
+        })?;
+    // Whose grant this is: the token response's `organization_id` (the brief's field).
     let Some(organization_id) = tokens.organization_id.clone() else {
         tracing::warn!("token response without a usable organization_id; nothing stored");
         // Nothing will ever use or revoke these tokens: revoke them now (RFC 7009), off the
         // person's path.
+        let oauth = oauth.clone();
         tokio::spawn(async move {
             let token =
                 super::Revocable::best_of(tokens.refresh_token.as_ref(), &tokens.access_token);
@@ -257,27 +288,19 @@ async fn callback(
                 tracing::warn!(%error, "could not revoke the unusable grant");
             }
         });
-        return failed(ConnectFailure::MissingOrganization);
+        return Err(ConnectFailure::MissingOrganization);
     };
 
-    let key = ConnectionKey::new(&flow.provider, &organization_id, &provider.resource);
-    let grant_id = match state
+    let profile = oauth.provider();
+    let key = ConnectionKey::new(&flow.provider, &organization_id, &profile.resource);
+    let grant_id = state
         .connections
         .tokens()
-        .connect(&key, tokens, provider.scopes.clone())
+        .connect(&key, tokens, profile.scopes.clone())
         .await
-    {
-        Ok(grant_id) => grant_id,
-        Err(error) => {
+        .map_err(|error| {
             tracing::error!(?error, "could not store the connection");
-            return failed(ConnectFailure::Unavailable);
-        }
-    };
-    let binding = Binding { key, grant_id };
-    if let Err(error) = session.bind_connection(&binding).await {
-        tracing::error!(error = ?error, "could not bind the session");
-        return failed(ConnectFailure::Unavailable);
-    }
-    tracing::info!(org = %organization_id, "connected");
-    see_other(&flow.return_to)
+            ConnectFailure::Unavailable
+        })?;
+    Ok(Binding { key, grant_id })
 }
