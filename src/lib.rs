@@ -13,6 +13,8 @@ pub mod app;
 pub mod domain;
 /// Components and pages. Never imports [`server`].
 pub mod ui;
+/// Route paths and Qentrah's name and scopes, spelled once for the server and the pages.
+pub mod vocabulary;
 
 /// Server-only code: configuration, state, database, sessions, routes.
 #[cfg(feature = "ssr")]

@@ -66,7 +66,14 @@ pub const DEFAULT_HTTP_TIMEOUT_MS: u64 = 15_000;
 pub const DEFAULT_AUTH_RATE_LIMIT_PER_MINUTE: u32 = 60;
 
 /// The scopes requested when `QENTRAH_SCOPES` is not set: the brief's set.
-pub const DEFAULT_SCOPES: &str = "organization:read client:read property:read offline_access";
+/// The scopes requested when `QENTRAH_SCOPES` is unset: every scope of the partner API.
+pub fn default_scopes() -> String {
+    crate::vocabulary::QENTRAH_SCOPES
+        .iter()
+        .map(|(name, _)| *name)
+        .collect::<Vec<_>>()
+        .join(" ")
+}
 
 /// Where the database lives when `DATABASE_URL` is not set: a SQLite file, created on first start.
 pub const DEFAULT_DATABASE_URL: &str = "sqlite://data/qentrah-connect.db";
@@ -274,7 +281,7 @@ impl AppConfig {
         }
         let scopes = match lookup(var::SCOPES) {
             Some(value) if !value.trim().is_empty() => Scopes::parse(&value)?,
-            _ => Scopes::parse(DEFAULT_SCOPES)?,
+            _ => Scopes::parse(&default_scopes())?,
         };
         let current = match lookup(var::TOKEN_VAULT_KEY) {
             Some(value) if !value.trim().is_empty() => {
@@ -807,7 +814,10 @@ mod tests {
     #[test]
     fn scopes_default_to_the_brief_and_can_be_narrowed() {
         let config = load(&valid()).unwrap();
-        assert_eq!(config.workspace.scopes.to_param(), DEFAULT_SCOPES);
+        assert_eq!(
+            config.workspace.scopes.to_param(),
+            "organization:read client:read property:read offline_access"
+        );
         let mut vars = valid();
         vars.insert(
             var::SCOPES,

@@ -1,4 +1,5 @@
-//! Small formatting helpers (no date library in the browser bundle).
+//! Small formatting helpers (no date library in the browser bundle). Scope descriptions are in
+//! [`crate::vocabulary`].
 
 /// `2026-11-26 06:18 UTC` from Unix seconds.
 pub fn format_unix(secs: i64) -> String {
@@ -19,17 +20,6 @@ pub fn format_unix(secs: i64) -> String {
         rem / 3_600,
         (rem % 3_600) / 60
     )
-}
-
-/// What a scope lets the app do, in words.
-pub fn describe_scope(scope: &str) -> &'static str {
-    match scope {
-        "organization:read" => "read your organization's profile",
-        "client:read" => "read your clients",
-        "property:read" => "read your properties",
-        "offline_access" => "stay connected while you are away",
-        _ => "an access this app does not describe",
-    }
 }
 
 #[cfg(test)]

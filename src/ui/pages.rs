@@ -2,7 +2,7 @@ use leptos::prelude::*;
 use leptos_meta::Title;
 use leptos_router::hooks::use_query_map;
 
-use super::format::{describe_scope, format_unix};
+use super::format::format_unix;
 use super::records::RecordTable;
 use super::states::{start_url, ErrorScreen};
 use super::use_hydrated;
@@ -11,11 +11,14 @@ use crate::api::{
     AppError, Disconnect,
 };
 use crate::domain::{ConnectFailure, ConnectionState, ListKind, RecordPage};
+use crate::vocabulary::{describe_scope, flow_start_path, QENTRAH};
 
 /// Where the "Authorize with Qentrah" control leads: a plain route, so it works before
 /// hydration and without JavaScript. Links to it carry `rel="external"` so the client-side
 /// router lets the browser navigate to the server.
-pub const START_URL: &str = "/api/auth/qentrah/start";
+pub fn start_route() -> String {
+    flow_start_path(QENTRAH)
+}
 
 /// Shown while a page's data loads.
 #[component]
@@ -65,7 +68,7 @@ pub fn HomePage() -> impl IntoView {
                     }.into_any(),
                     Err(AppError::NotConnected) => view! {
                         <p>"Connect your organization to see its clients and properties here."</p>
-                        <a class="button" href=START_URL rel="external">"Authorize with Qentrah"</a>
+                        <a class="button" href=start_route() rel="external">"Authorize with Qentrah"</a>
                     }.into_any(),
                     Err(error) => view! { <ErrorScreen error/> }.into_any(),
                 })}
@@ -412,7 +415,7 @@ pub fn ConnectFailedPage() -> impl IntoView {
             <h1 id="failed-title">{move || failure().explain().0}</h1>
             <p>{move || failure().explain().1}</p>
             <p class="actions">
-                <a class="button" href=START_URL rel="external">"Try again"</a>
+                <a class="button" href=start_route() rel="external">"Try again"</a>
                 <a class="button button--quiet" href="/">"Back to the home page"</a>
             </p>
         </section>

@@ -5,7 +5,7 @@ use leptos::prelude::*;
 use leptos_router::hooks::use_location;
 
 use crate::api::AppError;
-use crate::ui::format::describe_scope;
+use crate::vocabulary::describe_scope;
 
 /// What the person can do about a state.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -91,7 +91,7 @@ pub fn start_url(path: &str) -> String {
             _ => format!("%{b:02X}"),
         })
         .collect();
-    format!("{}?return_to={encoded}", crate::ui::pages::START_URL)
+    format!("{}?return_to={encoded}", crate::ui::pages::start_route())
 }
 
 /// Renders the screen for `error`, with its fixing action pointing back at this page.

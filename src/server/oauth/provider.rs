@@ -3,7 +3,7 @@
 use url::Url;
 
 use crate::server::config::{AppConfig, PartnerAppUrl, WorkspaceConfig};
-use crate::server::vault::QENTRAH;
+use crate::vocabulary::{flow_callback_path, flow_start_path, QENTRAH};
 
 /// One OAuth provider's endpoints and our registration with it. Built from configuration, not
 /// constants, so another Workspace or provider is a matter of configuration.
@@ -56,7 +56,7 @@ impl ProviderConfig {
         app_url: &PartnerAppUrl,
     ) -> Result<Self, url::ParseError> {
         let base = workspace.api_url.as_str();
-        let callback_path = format!("/api/auth/{name}/callback");
+        let callback_path = flow_callback_path(name);
         Ok(Self {
             name: name.to_owned(),
             issuer: base.to_owned(),
@@ -67,7 +67,7 @@ impl ProviderConfig {
             resource: format!("{base}/api/v1/partner"),
             redirect_uri: Url::parse(&format!("{}{callback_path}", app_url.origin()))?,
             scopes: workspace.scopes.iter().map(str::to_owned).collect(),
-            start_path: format!("/api/auth/{name}/start"),
+            start_path: flow_start_path(name),
             callback_path,
         })
     }

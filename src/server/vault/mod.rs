@@ -22,7 +22,7 @@ pub use store::{ConnectionStore, RefreshLease};
 pub use tokens::{BearerCallError, BearerRefused, TokenError, TokenManager};
 
 /// The provider this app connects to today.
-pub const QENTRAH: &str = "qentrah";
+pub use crate::vocabulary::QENTRAH;
 
 /// What a connection is keyed by. Built only from a checked [`OrganizationId`].
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]

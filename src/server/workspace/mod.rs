@@ -171,10 +171,11 @@ fn classify(status: StatusCode, body: &WorkspaceErrorBody) -> WorkspaceError {
     }
 }
 
-/// Finds a known scope named in a `scope_denied` message.
+/// Finds a scope of the partner API named in a `scope_denied` message.
 fn scope_in_message(message: &str) -> Option<String> {
-    ["organization:read", "client:read", "property:read"]
-        .into_iter()
+    crate::vocabulary::QENTRAH_SCOPES
+        .iter()
+        .map(|(name, _)| *name)
         .find(|scope| message.contains(scope))
         .map(str::to_owned)
 }
