@@ -219,6 +219,7 @@ async fn vault_cost(report: &mut Report) {
         refresh_token: Some(RefreshToken::new(format!("qrt_{}", "r".repeat(43)))),
         expires_in: Some(Duration::from_secs(3600)),
         scopes: None,
+        client_id: "partners_client".to_owned(),
         organization_id: OrganizationId::parse("org_bench"),
     };
     let now = std::time::UNIX_EPOCH + Duration::from_secs(1_800_000_000);

@@ -58,6 +58,8 @@ pub struct TokenSet {
     pub expires_in: Option<std::time::Duration>,
     /// `None` when the server sent no `scope` (RFC 6749 §5.1: then it is the requested set).
     pub scopes: Option<Vec<String>>,
+    /// The `client_id` of the client the tokens were issued to.
+    pub client_id: String,
     /// Qentrah's `organization_id` field, when it is a usable one.
     pub organization_id: Option<crate::server::ids::OrganizationId>,
 }
@@ -77,6 +79,7 @@ mod tests {
             refresh_token: Some(refresh),
             expires_in: None,
             scopes: None,
+            client_id: "partners_client".to_owned(),
             organization_id: crate::server::ids::OrganizationId::parse("org_1"),
         };
         assert!(!format!("{set:?}").contains("very_secret"));

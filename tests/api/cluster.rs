@@ -335,6 +335,7 @@ async fn waiting_for_another_instances_refresh_is_bounded() {
                 refresh_token: Some(RefreshToken::new("qrt_x".to_owned())),
                 expires_in: Some(Duration::from_secs(3600)),
                 scopes: None,
+                client_id: qentrah_dev_workspace::PUBLIC_CLIENT_ID.to_owned(),
                 organization_id: OrganizationId::parse("org_acme"),
             },
             &[],

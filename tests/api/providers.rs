@@ -88,6 +88,8 @@ async fn a_second_provider_added_by_configuration_connects_and_reads_data() {
         .await
         .unwrap()
         .expect("the second provider's connection is stored");
+    // The row records the client its grant was issued to.
+    assert_eq!(info.client_id, qentrah_dev_workspace::PUBLIC_CLIENT_ID);
     let access = ConnectionAccess::new(Binding {
         key,
         grant_id: info.grant_id,

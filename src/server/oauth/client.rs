@@ -278,7 +278,7 @@ impl OAuthClient {
             .request_async(&TokenEndpoint(&self.0.http))
             .await
             .map_err(map_error)?;
-        let tokens = into_token_set(&response);
+        let tokens = into_token_set(&response, &self.0.client_id);
         if let Err(error) = require_bearer(&response) {
             // Redeemed, but unusable: nothing will ever use or revoke these tokens otherwise.
             let token = Revocable::best_of(tokens.refresh_token.as_ref(), &tokens.access_token);
@@ -303,7 +303,7 @@ impl OAuthClient {
             .await
             .map_err(map_error)?;
         require_bearer(&response)?;
-        Ok(into_token_set(&response))
+        Ok(into_token_set(&response, &self.0.client_id))
     }
 
     /// Revokes a token (RFC 7009 §2.1): a refresh token, which also ends the grant and its
@@ -363,8 +363,9 @@ impl OAuthClient {
 }
 
 /// Takes the tokens out of the oauth2 crate's `Serialize` types at once.
-fn into_token_set(response: &QentrahTokenResponse) -> TokenSet {
+fn into_token_set(response: &QentrahTokenResponse, client_id: &str) -> TokenSet {
     TokenSet {
+        client_id: client_id.to_owned(),
         access_token: AccessToken::new(response.access_token().secret().to_owned()),
         refresh_token: response
             .refresh_token()

@@ -96,6 +96,8 @@ pub struct ConnectionInfo {
     pub generation: i64,
     /// The grant the row holds now (see [`Binding`]).
     pub grant_id: String,
+    /// The OAuth client the grant was issued to ('' for rows from before this was recorded).
+    pub client_id: String,
 }
 
 /// What a browser session holds: a connection, and the grant it completed itself. The row may

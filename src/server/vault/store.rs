@@ -43,7 +43,8 @@ pub fn from_unix(secs: i64) -> SystemTime {
 
 /// The columns every read of a connection takes.
 const CONNECTION_COLUMNS: &str = "SELECT scopes, status, access_expires_at, connected_at, \
-     refreshed_at, generation, grant_id, key_id, access_token, refresh_token FROM connections \
+     refreshed_at, generation, grant_id, client_id, key_id, access_token, refresh_token \
+     FROM connections \
      WHERE provider = $1 AND organization_id = $2 AND resource = $3";
 
 /// A connection row as stored: sealed tokens, Unix seconds.
@@ -56,6 +57,7 @@ struct ConnectionRow {
     refreshed_at: Option<i64>,
     generation: i64,
     grant_id: String,
+    client_id: String,
     key_id: String,
     access_token: Vec<u8>,
     refresh_token: Option<Vec<u8>>,
@@ -78,6 +80,7 @@ impl ConnectionRow {
             has_refresh_token: self.refresh_token.is_some(),
             generation: self.generation,
             grant_id: self.grant_id.clone(),
+            client_id: self.client_id.clone(),
         }
     }
 }
@@ -263,15 +266,15 @@ impl ConnectionStore {
             sqlx::query(
                 "INSERT INTO connections (provider, organization_id, resource, key_id, \
                  access_token, refresh_token, access_expires_at, scopes, status, connected_at, \
-                 refreshed_at, updated_at, generation, grant_id) \
-                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, 'active', $9, NULL, $9, $10, $11) \
+                 refreshed_at, updated_at, generation, grant_id, client_id) \
+                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, 'active', $9, NULL, $9, $10, $11, $12) \
                  ON CONFLICT (provider, organization_id, resource) DO UPDATE SET \
                  key_id = excluded.key_id, access_token = excluded.access_token, \
                  refresh_token = excluded.refresh_token, \
                  access_expires_at = excluded.access_expires_at, scopes = excluded.scopes, \
                  status = 'active', connected_at = excluded.connected_at, refreshed_at = NULL, \
                  updated_at = excluded.updated_at, generation = connections.generation + 1, \
-                 grant_id = excluded.grant_id",
+                 grant_id = excluded.grant_id, client_id = excluded.client_id",
             )
             .bind(&key.provider)
             .bind(key.organization_id.as_str())
@@ -284,6 +287,7 @@ impl ConnectionStore {
             .bind(to_unix(now))
             .bind(generation)
             .bind(&grant_id)
+            .bind(&tokens.client_id)
             .execute(exec)
             .await
             .map(drop)
@@ -550,6 +554,7 @@ mod tests {
             refresh_token: refresh.map(|r| RefreshToken::new(r.to_owned())),
             expires_in: Some(Duration::from_secs(3600)),
             scopes: None,
+            client_id: "partners_client".to_owned(),
             organization_id: OrganizationId::parse("org_a"),
         }
     }

@@ -935,6 +935,7 @@ mod tests {
             has_refresh_token: true,
             generation: 1,
             grant_id: String::new(),
+            client_id: String::new(),
         };
         // A 20 s token is good for its first 10 s; with a fixed 60 s margin it never was.
         assert!(is_fresh(&info(20), now));
