@@ -20,7 +20,6 @@ use crate::html::{escape, page};
 use crate::params::Params;
 use crate::state::{
     Counters, Endpoint, Failure, GrantStatus, LoggedRequest, SharedWorld, TokenQuirks,
-    SUPPORTED_SCOPES,
 };
 
 /// A typed handle on the emulator for in-process tests; the HTTP control API calls the same.
@@ -459,7 +458,8 @@ async fn organization_action(
         "expire-connection" => c.expire_connection(&org),
         "delete-connection" => c.delete_connection(&org),
         "withhold-scope" => {
-            let Some(scope) = params.get("scope").filter(|s| SUPPORTED_SCOPES.contains(s)) else {
+            let profile = world.lock().profile;
+            let Some(scope) = params.get("scope").filter(|s| profile.supports(s)) else {
                 return Err(bad_request("scope must be one of the supported scopes"));
             };
             let withheld = flag(&params, "withheld", true)?;
@@ -650,7 +650,7 @@ async fn control_page(State(world): State<SharedWorld>) -> Html<String> {
             &format!("/__dev/organizations/{id}/delete-connection"),
             "Delete connection",
         ));
-        for scope in ["organization:read", "client:read", "property:read"] {
+        for scope in w.profile.data_scopes() {
             let is_withheld = withheld.contains(scope);
             let label = if is_withheld {
                 format!("Give back {scope}")

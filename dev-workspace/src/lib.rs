@@ -23,6 +23,7 @@ mod html;
 pub mod oauth;
 mod params;
 pub mod partner;
+pub mod profile;
 pub mod seed;
 pub mod state;
 
@@ -39,8 +40,8 @@ pub const PUBLIC_CLIENT_ID: &str = "partners_client_dev_public";
 pub const CONFIDENTIAL_CLIENT_ID: &str = "partners_client_dev_confidential";
 /// Its secret. Development only.
 pub const CONFIDENTIAL_CLIENT_SECRET: &str = "dev-confidential-client-secret-0123456789";
-/// The callback path of the partner app, appended to `PARTNER_APP_URL`.
-pub const CALLBACK_PATH: &str = "/api/auth/qentrah/callback";
+/// The callback path of the partner app at Qentrah, appended to `PARTNER_APP_URL`.
+pub const CALLBACK_PATH: &str = profile::QENTRAH.callback_path;
 /// The default access-token lifetime.
 pub const DEFAULT_ACCESS_TOKEN_TTL: Duration = Duration::from_secs(3600);
 /// Request bodies larger than this are refused (413).
@@ -64,12 +65,26 @@ pub struct DevWorkspaceConfig {
     /// tests outside the process (Playwright). Never served over HTTP: in-process tests read
     /// them from [`Control::issued_secrets`].
     pub secrets_file: Option<std::path::PathBuf>,
+    /// The provider it emulates: its scopes, partner API path and default callback.
+    pub profile: &'static profile::Profile,
 }
 
 impl DevWorkspaceConfig {
     /// The default clients, with redirect URIs for a partner app at `partner_app_url`.
     pub fn default_clients(partner_app_url: &str) -> Vec<ClientRegistration> {
-        let redirect_uri = format!("{}{CALLBACK_PATH}", partner_app_url.trim_end_matches('/'));
+        Self::default_clients_of(&profile::QENTRAH, partner_app_url)
+    }
+
+    /// The default clients of a Workspace emulating `profile`.
+    pub fn default_clients_of(
+        profile: &profile::Profile,
+        partner_app_url: &str,
+    ) -> Vec<ClientRegistration> {
+        let redirect_uri = format!(
+            "{}{}",
+            partner_app_url.trim_end_matches('/'),
+            profile.callback_path
+        );
         vec![
             ClientRegistration {
                 client_id: PUBLIC_CLIENT_ID.to_owned(),
@@ -95,6 +110,7 @@ impl DevWorkspaceConfig {
             access_token_ttl: DEFAULT_ACCESS_TOKEN_TTL,
             issuer_path: String::new(),
             secrets_file: None,
+            profile: &profile::QENTRAH,
         }
     }
 }
@@ -155,7 +171,12 @@ pub async fn start(config: DevWorkspaceConfig) -> std::io::Result<DevWorkspace> 
         return Err(std::io::Error::other("issuer_path must start with /"));
     }
     let base_url = format!("{base_url}{issuer_path}");
-    let mut world = World::new(base_url.clone(), config.clients, config.access_token_ttl);
+    let mut world = World::new(
+        base_url.clone(),
+        config.clients,
+        config.access_token_ttl,
+        config.profile,
+    );
     if let Some(path) = &config.secrets_file {
         world.secrets_file = Some(
             std::fs::OpenOptions::new()
@@ -165,7 +186,7 @@ pub async fn start(config: DevWorkspaceConfig) -> std::io::Result<DevWorkspace> 
         );
     }
     let world = SharedWorld::new(world);
-    let app = router(world.clone(), &issuer_path);
+    let app = router(world.clone(), &issuer_path, config.profile);
     let (tx, rx) = oneshot::channel::<()>();
     let task = tokio::spawn(async move {
         let serve = axum::serve(
@@ -188,8 +209,10 @@ pub async fn start(config: DevWorkspaceConfig) -> std::io::Result<DevWorkspace> 
     })
 }
 
-/// The whole router: authorization server, partner API (under `issuer_path`), control API.
-pub fn router(world: SharedWorld, issuer_path: &str) -> Router {
+/// The whole router: authorization server, the profile's partner API (under `issuer_path`),
+/// control API.
+pub fn router(world: SharedWorld, issuer_path: &str, profile: &profile::Profile) -> Router {
+    let api = profile.resource_path;
     // RFC 8414 §3.1: the well-known segment goes between the host and the issuer's path.
     let metadata = Router::new()
         .route(
@@ -204,15 +227,15 @@ pub fn router(world: SharedWorld, issuer_path: &str) -> Router {
         .route("/oauth/token", post(oauth::token))
         .route("/oauth/revoke", post(oauth::revoke))
         .route(
-            "/api/v1/partner/organizations/{organization_id}/me",
+            &format!("{api}/organizations/{{organization_id}}/me"),
             get(partner::me),
         )
         .route(
-            "/api/v1/partner/organizations/{organization_id}/clients",
+            &format!("{api}/organizations/{{organization_id}}/clients"),
             get(partner::clients),
         )
         .route(
-            "/api/v1/partner/organizations/{organization_id}/properties",
+            &format!("{api}/organizations/{{organization_id}}/properties"),
             get(partner::properties),
         )
         .layer(middleware::from_fn_with_state(world.clone(), observe));
@@ -266,7 +289,8 @@ async fn observe(State(world): State<SharedWorld>, request: Request, next: Next)
         return (StatusCode::PAYLOAD_TOO_LARGE, "request body too large\n").into_response();
     };
     let path = parts.uri.path().to_owned();
-    let endpoint = state::Endpoint::for_path(&path);
+    let profile = world.lock().profile;
+    let endpoint = state::Endpoint::for_path(&path, profile);
     let query = params::Params::parse(parts.uri.query().unwrap_or_default())
         .map(|p| redact(p.pairs()))
         .unwrap_or_default();

@@ -65,6 +65,7 @@ async fn main() -> ExitCode {
         clients: DevWorkspaceConfig::default_clients(&partner_app_url),
         access_token_ttl,
         issuer_path: String::new(),
+        profile: &qentrah_dev_workspace::profile::QENTRAH,
         // For leak tests run outside the process (Playwright): every secret issued, one a line.
         secrets_file: var("DEV_WORKSPACE_SECRETS_FILE").map(std::path::PathBuf::from),
     };

@@ -13,9 +13,10 @@ use sha2::{Digest, Sha256};
 
 use crate::html::{escape, page};
 use crate::params::{Params, ParamsError};
+use crate::profile::Profile;
 use crate::state::{
     random_token, CodeRecord, GrantStatus, MetadataVariant, PendingAuthorization, RefreshState,
-    SharedWorld, CODE_LIFETIME, PENDING_LIFETIME, SUPPORTED_SCOPES,
+    SharedWorld, CODE_LIFETIME, PENDING_LIFETIME,
 };
 
 // ---- Metadata (RFC 8414) --------------------------------------------------------------------
@@ -24,6 +25,7 @@ pub async fn metadata(State(world): State<SharedWorld>) -> Response {
     let world = world.lock();
     let issuer = world.issuer.clone();
     let variant = world.metadata;
+    let profile = world.profile;
     drop(world);
     if variant == MetadataVariant::NotFound {
         return StatusCode::NOT_FOUND.into_response();
@@ -42,7 +44,7 @@ pub async fn metadata(State(world): State<SharedWorld>) -> Response {
         "code_challenge_methods_supported": ["S256"],
         "token_endpoint_auth_methods_supported": ["none", "client_secret_post"],
         "revocation_endpoint_auth_methods_supported": ["none", "client_secret_post"],
-        "scopes_supported": SUPPORTED_SCOPES,
+        "scopes_supported": profile.scope_names(),
         "authorization_response_iss_parameter_supported": true,
         "resource_indicators_supported": true,
     });
@@ -286,7 +288,8 @@ fn validate_authorization_request(
             ))
         }
     }
-    let scopes = parse_scopes(params.get("scope").unwrap_or_default())?;
+    let profile = world.lock().profile;
+    let scopes = parse_scopes(profile, params.get("scope").unwrap_or_default())?;
     Ok(ValidAuthorizationRequest {
         scopes,
         resource: expected_resource,
@@ -294,10 +297,10 @@ fn validate_authorization_request(
     })
 }
 
-fn parse_scopes(raw: &str) -> Result<Vec<String>, RedirectError> {
+fn parse_scopes(profile: &Profile, raw: &str) -> Result<Vec<String>, RedirectError> {
     let mut scopes: Vec<String> = Vec::new();
     for scope in raw.split(' ').filter(|s| !s.is_empty()) {
-        if !SUPPORTED_SCOPES.contains(&scope) {
+        if !profile.supports(scope) {
             return Err(redirect_error(
                 "invalid_scope",
                 format!("unknown scope {scope}"),
@@ -377,16 +380,6 @@ fn redirect_back(
     }
 }
 
-fn scope_description(scope: &str) -> &'static str {
-    match scope {
-        "organization:read" => "Read your organization's profile",
-        "client:read" => "Read your clients",
-        "property:read" => "Read your properties",
-        "offline_access" => "Stay connected when you are not using the app",
-        _ => "Unknown access",
-    }
-}
-
 fn consent_page(
     world: &crate::state::World,
     request_id: &str,
@@ -407,7 +400,7 @@ fn consent_page(
     for scope in &pending.scopes {
         scopes.push_str(&format!(
             "<li><label><input type=\"checkbox\" name=\"scope\" value=\"{value}\" checked> {} <code>{value}</code></label></li>",
-            escape(scope_description(scope)),
+            escape(world.profile.consent_words(scope)),
             value = escape(scope)
         ));
     }

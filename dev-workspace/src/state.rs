@@ -9,15 +9,8 @@ use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use base64::Engine;
 use serde::{Deserialize, Serialize};
 
+use crate::profile::Profile;
 use crate::seed::{self, Organization};
-
-/// The scopes this Workspace knows (the brief's set).
-pub const SUPPORTED_SCOPES: [&str; 4] = [
-    "organization:read",
-    "client:read",
-    "property:read",
-    "offline_access",
-];
 
 /// How long an authorization code may wait before it is exchanged (RFC 6749 §4.1.2 advises
 /// at most ten minutes; real servers use far less).
@@ -74,13 +67,16 @@ impl Endpoint {
         Self::ALL.into_iter().find(|e| e.name() == name)
     }
 
-    /// Which endpoint a request path belongs to.
-    pub fn for_path(path: &str) -> Option<Self> {
+    /// Which endpoint a request path belongs to, at a Workspace emulating `profile`.
+    pub fn for_path(path: &str, profile: &Profile) -> Option<Self> {
+        let partner_api = path
+            .strip_prefix(profile.resource_path)
+            .is_some_and(|rest| rest.starts_with('/'));
         match path {
             "/oauth/authorize" | "/oauth/authorize/decision" => Some(Endpoint::Authorize),
             "/oauth/token" => Some(Endpoint::Token),
             "/oauth/revoke" => Some(Endpoint::Revoke),
-            _ if path.starts_with("/api/v1/partner/") => {
+            _ if partner_api => {
                 if path.ends_with("/me") {
                     Some(Endpoint::Me)
                 } else if path.ends_with("/clients") {
@@ -265,6 +261,8 @@ pub struct RefreshTokenRecord {
 #[derive(Debug)]
 pub struct World {
     pub issuer: String,
+    /// The provider this Workspace emulates.
+    pub profile: &'static Profile,
     pub access_token_ttl: Duration,
     pub clients: Vec<ClientRegistration>,
     pub organizations: Vec<Organization>,
@@ -309,9 +307,11 @@ impl World {
         issuer: String,
         clients: Vec<ClientRegistration>,
         access_token_ttl: Duration,
+        profile: &'static Profile,
     ) -> Self {
         Self {
             issuer,
+            profile,
             access_token_ttl,
             clients,
             organizations: seed::organizations(),
@@ -355,7 +355,7 @@ impl World {
 
     /// The `resource` every request must name (RFC 8707).
     pub fn resource(&self) -> String {
-        format!("{}/api/v1/partner", self.issuer)
+        format!("{}{}", self.issuer, self.profile.resource_path)
     }
 
     pub fn client(&self, client_id: &str) -> Option<&ClientRegistration> {
@@ -468,7 +468,7 @@ impl World {
         for client in &mut clients {
             client.approved = true;
         }
-        *self = World::new(issuer, clients, ttl);
+        *self = World::new(issuer, clients, ttl, self.profile);
         self.secrets_file = secrets_file;
     }
 }
@@ -515,15 +515,19 @@ pub fn random_token(prefix: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::profile::QENTRAH;
 
     #[test]
     fn endpoints_are_found_by_path_and_name() {
-        assert_eq!(Endpoint::for_path("/oauth/token"), Some(Endpoint::Token));
         assert_eq!(
-            Endpoint::for_path("/api/v1/partner/organizations/org_acme/clients"),
+            Endpoint::for_path("/oauth/token", &QENTRAH),
+            Some(Endpoint::Token)
+        );
+        assert_eq!(
+            Endpoint::for_path("/api/v1/partner/organizations/org_acme/clients", &QENTRAH),
             Some(Endpoint::Clients)
         );
-        assert_eq!(Endpoint::for_path("/__dev"), None);
+        assert_eq!(Endpoint::for_path("/__dev", &QENTRAH), None);
         for endpoint in Endpoint::ALL {
             assert_eq!(Endpoint::parse(endpoint.name()), Some(endpoint));
         }

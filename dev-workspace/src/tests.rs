@@ -1027,8 +1027,10 @@ async fn control_api_refuses_non_loopback_peers() {
             "http://localhost:3000".into(),
             DevWorkspaceConfig::default_clients(APP),
             DEFAULT_ACCESS_TOKEN_TTL,
+            &crate::profile::QENTRAH,
         )),
         "",
+        &crate::profile::QENTRAH,
     );
     let mut request = axum::http::Request::post("/__dev/reset")
         .body(Body::empty())
