@@ -187,9 +187,9 @@ async fn refresh_under_contention(report: &mut Report) {
 
 async fn vault_cost(report: &mut Report) {
     use qentrah_connect::server::config::{DatabaseUrl, SessionSecret, VaultKeys};
-    use qentrah_connect::server::ids::OrganizationId;
+    use qentrah_connect::server::ids::{OrganizationId, ProviderId};
     use qentrah_connect::server::vault::{
-        AccessToken, ConnectionKey, ConnectionStore, Keyring, RefreshToken, TokenSet,
+        AccessToken, ConnectionKey, ConnectionStore, RefreshToken, TokenSet,
     };
     use std::sync::Arc;
 
@@ -198,19 +198,13 @@ async fn vault_cost(report: &mut Report) {
     let db = qentrah_connect::server::db::connect(&DatabaseUrl::parse(&url).unwrap())
         .await
         .unwrap();
-    let keyring = Keyring::from_config(
-        &VaultKeys {
-            current: None,
-            previous: vec![],
-        },
-        &SessionSecret::parse("b".repeat(40)).unwrap(),
-    );
+    let keyring = VaultKeys::default().keyring(&SessionSecret::parse("b".repeat(40)).unwrap());
     let store = ConnectionStore::new(db.clone(), Arc::new(keyring));
     let qentrah_connect::server::db::Db::Sqlite(db) = db else {
         panic!("the vault bench runs on SQLite")
     };
     let key = ConnectionKey::new(
-        "qentrah",
+        &ProviderId::qentrah(),
         &OrganizationId::parse("org_bench").unwrap(),
         "http://ws/api/v1/partner",
     );
@@ -229,7 +223,7 @@ async fn vault_cost(report: &mut Report) {
         .unwrap();
     // The raw queries work on a row of their own, of the same size.
     let raw_key = ConnectionKey::new(
-        "qentrah",
+        &ProviderId::qentrah(),
         &OrganizationId::parse("org_raw").unwrap(),
         "http://ws/api/v1/partner",
     );

@@ -1,10 +1,10 @@
 //! What the server functions in `crate::api` stand on: the state, the session, the browser's
 //! connection, and the HTTP status of a failure.
 
+use super::clock::to_unix;
 use super::connections::Connections;
 use super::session::BrowserSession;
 use super::state::AppState;
-use super::vault::store::to_unix;
 use super::vault::{ConnectionAccess, RequestScope};
 use crate::api::AppError;
 
@@ -66,7 +66,7 @@ async fn connection_access(state: &AppState) -> Result<ConnectionAccess, AppErro
         .await
         .map_err(|error| AppError::internal("reading the session", &error))?
         .ok_or(AppError::NotConnected)?;
-    if binding.key.provider() != provider.name || binding.key.resource() != provider.resource {
+    if provider.name != *binding.key.provider() || binding.key.resource() != provider.resource {
         tracing::info!("the session's connection is for another Workspace than the configured one");
         return Err(AppError::NotConnected);
     }

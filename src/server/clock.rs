@@ -13,6 +13,19 @@ pub trait Clock: Send + Sync + std::fmt::Debug + 'static {
     fn monotonic(&self) -> Instant;
 }
 
+/// Seconds since the Unix epoch, as stored in the database (0 before it, `i64::MAX` past
+/// the year 292 billion).
+pub fn to_unix(time: SystemTime) -> i64 {
+    time.duration_since(std::time::UNIX_EPOCH)
+        .map(|d| i64::try_from(d.as_secs()).unwrap_or(i64::MAX))
+        .unwrap_or(0)
+}
+
+/// The time `secs` seconds after the Unix epoch (a negative count is the epoch).
+pub fn from_unix(secs: i64) -> SystemTime {
+    std::time::UNIX_EPOCH + Duration::from_secs(u64::try_from(secs).unwrap_or(0))
+}
+
 /// The real clock.
 #[derive(Debug, Clone, Copy, Default)]
 pub struct SystemClock;

@@ -3,8 +3,8 @@
 //! functions call it today; the public API will call the same service. It stands on the token
 //! manager and the partner API client, side by side: the client holds no tokens.
 
+use super::clock::to_unix;
 use super::providers::ProviderRegistry;
-use super::vault::store::to_unix;
 use super::vault::{
     Binding, ConnectionAccess, ConnectionState, TokenError, TokenManager, VaultError,
 };

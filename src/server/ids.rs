@@ -1,4 +1,4 @@
-//! Identifiers parsed once, at the edge where they arrive, so code past it holds a checked value
+//! Identifiers (`OrganizationId`, `ProviderId`) parsed once, at the edge where they arrive, so code past it holds a checked value
 //! instead of re-checking a string.
 
 use std::fmt;
@@ -38,9 +38,59 @@ impl PartialEq<str> for OrganizationId {
     }
 }
 
+/// A provider's id: the `provider` of its connections and the segment of its routes
+/// (`/api/auth/{id}/start`), so 1 to 32 lowercase ASCII letters, digits or `-`.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct ProviderId(String);
+
+impl ProviderId {
+    pub fn parse(raw: &str) -> Option<Self> {
+        let usable = (1..=32).contains(&raw.len())
+            && raw
+                .bytes()
+                .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-');
+        usable.then(|| Self(raw.to_owned()))
+    }
+
+    /// Qentrah's.
+    pub fn qentrah() -> Self {
+        Self(crate::vocabulary::QENTRAH.to_owned())
+    }
+
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+impl fmt::Display for ProviderId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl PartialEq<str> for ProviderId {
+    fn eq(&self, other: &str) -> bool {
+        self.0 == other
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn provider_ids_are_safe_route_segments() {
+        for good in ["qentrah", "regarding-work", "hub2"] {
+            assert_eq!(ProviderId::parse(good).unwrap().as_str(), good);
+        }
+        for bad in ["", "Qentrah", "a/b", "..", "a b", &"x".repeat(33)] {
+            assert_eq!(ProviderId::parse(bad), None, "{bad}");
+        }
+        assert_eq!(
+            ProviderId::qentrah(),
+            *ProviderId::parse("qentrah").as_ref().unwrap()
+        );
+    }
 
     #[test]
     fn only_organization_ids_safe_in_a_url_path_are_taken() {

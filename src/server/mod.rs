@@ -5,17 +5,19 @@
 pub mod api_support;
 /// The injected clock: the only place allowed to read the system time.
 pub mod clock;
-/// Typed, validated configuration from the environment.
+/// Typed, validated configuration from the environment (and a provider profiles file).
 pub mod config;
 /// The connections service: a session's connection, its data, disconnecting it.
 pub mod connections;
 /// OAuth tokens as secret newtypes (redacting `Debug`, never `Serialize`).
 pub mod credentials;
+/// Sealing secrets at rest (keyring: AEAD, key ids, rotation) and key derivation.
+pub mod crypto;
 /// The database pool and embedded migrations.
 pub mod db;
 /// The shared outbound HTTP client (timeouts, no redirects, no proxy) and capped reads.
 pub mod http;
-/// Identifiers parsed at the edge (`OrganizationId`).
+/// Identifiers parsed at the edge (`OrganizationId`, `ProviderId`).
 pub mod ids;
 /// OAuth 2.1 + PKCE: authorization URL, callback, token calls, flows in progress.
 pub mod oauth;

@@ -6,6 +6,7 @@
 use std::sync::Arc;
 
 use super::config::{AppConfig, WorkspaceConfig};
+use super::ids::ProviderId;
 use super::oauth::{ClientRegistry, OAuthClient, ProviderConfig};
 use super::workspace::WorkspaceClient;
 
@@ -14,15 +15,12 @@ use super::workspace::WorkspaceClient;
 pub enum ProviderError {
     #[error("the URL of provider {provider} does not form valid endpoint URLs")]
     Url {
-        provider: String,
+        provider: ProviderId,
         #[source]
         source: url::ParseError,
     },
-    /// Names are route segments and connection keys: lowercase letters, digits and `-`.
-    #[error("provider name {0:?} must be 1-32 lowercase letters, digits or '-'")]
-    Name(String),
     #[error("provider {0} is configured twice")]
-    Duplicate(String),
+    Duplicate(ProviderId),
 }
 
 /// One provider: its profile with our registration, and its partner API.
@@ -53,19 +51,16 @@ pub struct ProviderRegistry(Arc<[Provider]>);
 impl ProviderRegistry {
     pub fn from_config(config: &AppConfig, http: &reqwest::Client) -> Result<Self, ProviderError> {
         let qentrah = ProviderConfig::qentrah(config).map_err(|source| ProviderError::Url {
-            provider: crate::server::vault::QENTRAH.to_owned(),
+            provider: ProviderId::qentrah(),
             source,
         })?;
         let mut providers = vec![Self::provider(qentrah, &config.workspace, http)];
         for other in &config.other_providers {
-            if !is_provider_name(&other.name) {
-                return Err(ProviderError::Name(other.name.clone()));
-            }
             if providers.iter().any(|p| p.profile().name == other.name) {
                 return Err(ProviderError::Duplicate(other.name.clone()));
             }
             let profile = ProviderConfig::workspace_like(
-                &other.name,
+                other.name.clone(),
                 &other.workspace,
                 &config.partner_app_url,
             )
@@ -99,7 +94,7 @@ impl ProviderRegistry {
     }
 
     pub fn get(&self, name: &str) -> Option<&Provider> {
-        self.0.iter().find(|p| p.profile().name == name)
+        self.0.iter().find(|p| p.profile().name == *name)
     }
 
     pub fn iter(&self) -> impl Iterator<Item = &Provider> {
@@ -109,27 +104,5 @@ impl ProviderRegistry {
     /// The OAuth clients, looked up by provider.
     pub fn clients(&self) -> ClientRegistry {
         ClientRegistry::new(self.0.iter().map(|p| p.oauth.clone()))
-    }
-}
-
-fn is_provider_name(name: &str) -> bool {
-    (1..=32).contains(&name.len())
-        && name
-            .bytes()
-            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn provider_names_are_safe_route_segments() {
-        for good in ["qentrah", "regarding-work", "hub2"] {
-            assert!(is_provider_name(good), "{good}");
-        }
-        for bad in ["", "Qentrah", "a/b", "..", "a b", &"x".repeat(33)] {
-            assert!(!is_provider_name(bad), "{bad}");
-        }
     }
 }

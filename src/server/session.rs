@@ -1,8 +1,6 @@
 //! Browser sessions: a signed, opaque id in a cookie; the session record in the database.
 
-use hkdf::Hkdf;
 use serde::{Deserialize, Serialize};
-use sha2::Sha256;
 use tower_sessions::cookie::{Key, SameSite};
 use tower_sessions::service::SignedCookie;
 use tower_sessions::session::{Id, Record};
@@ -12,7 +10,7 @@ use tower_sessions_sqlx_store::{PostgresStore, SqliteStore};
 
 use super::config::{PartnerAppUrl, SessionSecret};
 use super::db::Db;
-use super::ids::OrganizationId;
+use super::ids::{OrganizationId, ProviderId};
 use super::vault::{Binding, ConnectionKey};
 
 /// How long a session lives without use.
@@ -55,10 +53,12 @@ pub fn layer(
 /// # Security
 /// The secret is exposed only to the HKDF extract step.
 fn cookie_key(secret: &SessionSecret) -> Key {
-    let hkdf = Hkdf::<Sha256>::new(Some(b"qentrah-connect"), secret.expose().as_bytes());
     let mut okm = [0u8; 64];
-    // 64 bytes is far below HKDF-SHA256's limit of 255 * 32, so expansion cannot fail.
-    let _ = hkdf.expand(b"session-cookie-signing-v1", &mut okm);
+    crate::server::crypto::kdf::derive(
+        secret.expose().as_bytes(),
+        b"session-cookie-signing-v1",
+        &mut okm,
+    );
     Key::from(&okm)
 }
 
@@ -161,17 +161,17 @@ impl BrowserSession {
     }
 
     /// The connection to `provider` (and grant) this browser may see, if any.
-    pub async fn connection(&self, provider: &str) -> Result<Option<Binding>, SessionError> {
+    pub async fn connection(&self, provider: &ProviderId) -> Result<Option<Binding>, SessionError> {
         Ok(self
             .0
-            .get::<SessionConnection>(&connection_entry(provider))
+            .get::<SessionConnection>(&connection_entry(provider.as_str()))
             .await?
-            .filter(|c| c.provider == provider)
+            .filter(|c| *provider == *c.provider)
             // An id that does not parse was never stored by this app: no connection.
             .and_then(|c| {
                 let organization_id = OrganizationId::parse(&c.organization_id)?;
                 Some(Binding {
-                    key: ConnectionKey::new(&c.provider, &organization_id, &c.resource),
+                    key: ConnectionKey::new(provider, &organization_id, &c.resource),
                     grant_id: c.grant_id,
                 })
             }))

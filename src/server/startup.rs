@@ -15,7 +15,7 @@ use super::http::http_client;
 use super::oauth::flow_store::FlowStore;
 use super::providers::{ProviderError, ProviderRegistry};
 use super::state::AppState;
-use super::vault::{ConnectionStore, Keyring, TokenManager};
+use super::vault::{ConnectionStore, TokenManager};
 use super::{routes, session};
 
 /// Why the app could not start.
@@ -69,7 +69,7 @@ impl Application {
         let db = db::connect(&config.database).await?;
         session::spawn_expired_session_cleanup(&db);
         let http = http_client(config.http_timeout).map_err(StartupError::HttpClient)?;
-        let keyring = Arc::new(Keyring::from_config(&config.vault, &config.session_secret));
+        let keyring = Arc::new(config.vault.keyring(&config.session_secret));
         let providers = ProviderRegistry::from_config(&config, &http)?;
         let vault = ConnectionStore::new(db.clone(), keyring.clone());
         let tokens = TokenManager::new(

@@ -44,6 +44,8 @@ pub struct Options {
     pub access_token_ttl: Option<Duration>,
     /// A path the dev Workspace's issuer has (`/tenant-a`).
     pub issuer_path: Option<&'static str>,
+    /// Other variables, as the environment would hold them (`PROVIDER_PROFILES_FILE`).
+    pub env: Vec<(&'static str, String)>,
 }
 
 pub async fn spawn_app() -> TestApp {
@@ -93,7 +95,11 @@ pub fn app_config(
                 "DATABASE_URL" => database_url,
                 "AUTH_RATE_LIMIT_PER_MINUTE" => options.auth_rate_limit_per_minute?,
                 "QENTRAH_HTTP_TIMEOUT_MS" => options.http_timeout_ms?,
-                _ => return None,
+                other => options
+                    .env
+                    .iter()
+                    .find(|(name, _)| *name == other)
+                    .map(|(_, value)| value.as_str())?,
             }
             .to_owned(),
         )

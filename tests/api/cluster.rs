@@ -293,9 +293,9 @@ async fn wait_for(condition: impl Fn() -> bool) {
 #[tokio::test]
 async fn waiting_for_another_instances_refresh_is_bounded() {
     use qentrah_connect::server::config::{DatabaseUrl, SessionSecret, VaultKeys};
-    use qentrah_connect::server::ids::OrganizationId;
+    use qentrah_connect::server::ids::{OrganizationId, ProviderId};
     use qentrah_connect::server::vault::{
-        AccessToken, ConnectionKey, ConnectionStore, Keyring, RefreshToken, TokenSet, VaultError,
+        AccessToken, ConnectionKey, ConnectionStore, RefreshToken, TokenSet, VaultError,
     };
 
     let Some(database) = TestDatabase::postgres_or_skip().await else {
@@ -305,13 +305,10 @@ async fn waiting_for_another_instances_refresh_is_bounded() {
         .await
         .unwrap();
     let keyring = || {
-        Arc::new(Keyring::from_config(
-            &VaultKeys {
-                current: None,
-                previous: vec![],
-            },
-            &SessionSecret::parse(TEST_SESSION_SECRET.to_owned()).unwrap(),
-        ))
+        Arc::new(
+            VaultKeys::default()
+                .keyring(&SessionSecret::parse(TEST_SESSION_SECRET.to_owned()).unwrap()),
+        )
     };
     // Two stores on separate pools: two instances.
     let first = ConnectionStore::new(db, keyring());
@@ -321,7 +318,7 @@ async fn waiting_for_another_instances_refresh_is_bounded() {
             .unwrap();
     let second = ConnectionStore::new(other_db, keyring());
     let key = ConnectionKey::new(
-        "qentrah",
+        &ProviderId::qentrah(),
         &OrganizationId::parse("org_acme").unwrap(),
         "http://ws/api/v1/partner",
     );

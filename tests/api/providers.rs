@@ -1,9 +1,8 @@
-//! Providers are data: a second provider, added by configuration alone (a profile pointing at
-//! a second dev Workspace, with routes of its own), connects and reads data beside Qentrah's,
-//! and nothing of one provider reaches the other.
+//! Providers are data: a second provider, added by configuration alone (a profile in the
+//! profiles file pointing at a second dev Workspace, with routes of its own), connects and reads
+//! data beside Qentrah's, and nothing of one provider reaches the other.
 
-use qentrah_connect::server::config::{OtherProvider, WorkspaceApiUrl};
-use qentrah_connect::server::ids::OrganizationId;
+use qentrah_connect::server::ids::{OrganizationId, ProviderId};
 use qentrah_connect::server::vault::{Binding, ConnectionAccess, ConnectionKey};
 use qentrah_dev_workspace::DevWorkspaceConfig;
 use serde_json::json;
@@ -32,14 +31,24 @@ async fn a_second_provider_added_by_configuration_connects_and_reads_data() {
         TestDatabase::for_suite().await,
     );
 
-    // Configuration alone: Qentrah's settings, pointed at the second Workspace, under a name.
-    let mut config = app_config(&app.ws, &origin, &app.database.url, &Options::default());
-    let mut workspace = config.workspace.clone();
-    workspace.api_url = WorkspaceApiUrl::parse(&second.base_url).unwrap();
-    config.other_providers.push(OtherProvider {
-        name: "second".to_owned(),
-        workspace,
-    });
+    // Configuration alone: a profile in the profiles file, its secret (none: a public client,
+    // as Qentrah's here) in the environment.
+    let dir = tempfile::tempdir().unwrap();
+    let profiles = dir.path().join("providers.toml");
+    std::fs::write(
+        &profiles,
+        format!(
+            "[[provider]]\nname = \"second\"\napi_url = \"{}\"\nclient_id = \"{}\"\n",
+            second.base_url,
+            qentrah_dev_workspace::PUBLIC_CLIENT_ID
+        ),
+    )
+    .unwrap();
+    let options = Options {
+        env: vec![("PROVIDER_PROFILES_FILE", profiles.display().to_string())],
+        ..Options::default()
+    };
+    let config = app_config(&app.ws, &origin, &app.database.url, &options);
     let state = start_instance(config, &app.clock, listener).await;
     app.state = Some(state.clone());
 
@@ -76,7 +85,7 @@ async fn a_second_provider_added_by_configuration_connects_and_reads_data() {
     // Stored under the second provider, for the second Workspace's resource; its data reads
     // through the same connections service, with the second provider's tokens and API.
     let key = ConnectionKey::new(
-        "second",
+        &ProviderId::parse("second").unwrap(),
         &OrganizationId::parse("org_acme").unwrap(),
         &format!("{}/api/v1/partner", second.base_url),
     );

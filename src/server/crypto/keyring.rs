@@ -1,22 +1,22 @@
-//! Authenticated encryption for everything the vault keeps: XChaCha20-Poly1305 with a random
+//! Authenticated encryption for every secret kept at rest: XChaCha20-Poly1305 with a random
 //! 192-bit nonce per value, a key id stored beside each ciphertext, and associated data that
 //! binds a ciphertext to the row and field it belongs to (a ciphertext moved elsewhere fails).
 
+//!
+//! Knows nothing of configuration: the vault, the flow store and anything else that seals a
+//! secret at rest hand it [`KeyMaterial`] and name their own associated data.
+
 use chacha20poly1305::aead::{Aead, KeyInit, Payload};
 use chacha20poly1305::{XChaCha20Poly1305, XNonce};
-use hkdf::Hkdf;
+use secrecy::ExposeSecret;
 use sha2::{Digest, Sha256};
-
-use crate::server::config::{SessionSecret, VaultKeyMaterial, VaultKeys};
 
 const NONCE_LEN: usize = 24;
 
 /// Why a value could not be opened.
 #[derive(Debug, thiserror::Error)]
 pub enum CipherError {
-    #[error(
-        "no vault key with id {0} is configured (was it removed from TOKEN_VAULT_PREVIOUS_KEYS?)"
-    )]
+    #[error("no key with id {0} is configured (was it removed from the previous keys?)")]
     UnknownKey(String),
     #[error("the ciphertext is malformed")]
     Malformed,
@@ -63,16 +63,14 @@ impl std::fmt::Debug for Keyring {
 }
 
 impl Keyring {
-    /// `TOKEN_VAULT_KEY` when set, otherwise a key derived from `SESSION_SECRET` with HKDF
-    /// (RFC 5869) under its own `info`, so the vault key is never the cookie key.
-    pub fn from_config(keys: &VaultKeys, session_secret: &SessionSecret) -> Self {
-        let current = match &keys.current {
-            Some(material) => entry(material.expose()),
-            None => entry(derive_from_session_secret(session_secret).expose()),
-        };
-        let previous = keys
-            .previous
-            .iter()
+    /// A keyring that writes with `current` and still reads what `previous` keys wrote.
+    pub fn new<'a>(
+        current: &KeyMaterial,
+        previous: impl IntoIterator<Item = &'a KeyMaterial>,
+    ) -> Self {
+        let current = entry(current.expose());
+        let previous = previous
+            .into_iter()
             .map(|material| entry(material.expose()))
             .filter(|e| e.id != current.id)
             .collect();
@@ -145,36 +143,50 @@ fn entry(key: &[u8; 32]) -> KeyEntry {
     }
 }
 
-fn derive_from_session_secret(secret: &SessionSecret) -> VaultKeyMaterial {
-    let hkdf = Hkdf::<Sha256>::new(Some(b"qentrah-connect"), secret.expose().as_bytes());
-    let mut key = [0u8; 32];
-    // 32 bytes is far below HKDF-SHA256's output limit, so expansion cannot fail.
-    let _ = hkdf.expand(b"token-vault-key-v1", &mut key);
-    VaultKeyMaterial::from_bytes(key)
+/// 32 bytes of key material for the AEAD.
+///
+/// # Security
+/// Never printed, never serialized; only a [`Keyring`] reads it.
+pub struct KeyMaterial(secrecy::SecretBox<[u8; 32]>);
+
+impl KeyMaterial {
+    pub fn from_bytes(bytes: [u8; 32]) -> Self {
+        Self(secrecy::SecretBox::new(Box::new(bytes)))
+    }
+
+    pub fn expose(&self) -> &[u8; 32] {
+        self.0.expose_secret()
+    }
+}
+
+impl Clone for KeyMaterial {
+    fn clone(&self) -> Self {
+        Self::from_bytes(*self.expose())
+    }
+}
+
+impl std::fmt::Debug for KeyMaterial {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("KeyMaterial([redacted])")
+    }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
 
-    fn keys(current: Option<[u8; 32]>, previous: &[[u8; 32]]) -> VaultKeys {
-        VaultKeys {
-            current: current.map(VaultKeyMaterial::from_bytes),
-            previous: previous
-                .iter()
-                .copied()
-                .map(VaultKeyMaterial::from_bytes)
-                .collect(),
-        }
-    }
-
-    fn secret() -> SessionSecret {
-        SessionSecret::parse("x".repeat(40)).unwrap()
+    fn ring(current: [u8; 32], previous: &[[u8; 32]]) -> Keyring {
+        let previous: Vec<_> = previous
+            .iter()
+            .copied()
+            .map(KeyMaterial::from_bytes)
+            .collect();
+        Keyring::new(&KeyMaterial::from_bytes(current), &previous)
     }
 
     #[test]
     fn round_trip_with_matching_aad() {
-        let ring = Keyring::from_config(&keys(None, &[]), &secret());
+        let ring = ring([7; 32], &[]);
         let sealed = ring.seal(b"qat_secret", b"row-1|access_token").unwrap();
         assert!(!sealed
             .bytes
@@ -193,7 +205,7 @@ mod tests {
 
     #[test]
     fn aad_swap_is_refused() {
-        let ring = Keyring::from_config(&keys(None, &[]), &secret());
+        let ring = ring([7; 32], &[]);
         let sealed = ring.seal(b"token", b"org_a|access_token").unwrap();
         assert!(matches!(
             ring.open(&sealed, b"org_b|access_token"),
@@ -207,16 +219,16 @@ mod tests {
 
     #[test]
     fn rotation_reads_old_keys_and_writes_with_the_new_one() {
-        let old = Keyring::from_config(&keys(Some([1; 32]), &[]), &secret());
+        let old = ring([1; 32], &[]);
         let sealed = old.seal(b"token", b"aad").unwrap();
 
-        let rotated = Keyring::from_config(&keys(Some([2; 32]), &[[1; 32]]), &secret());
+        let rotated = ring([2; 32], &[[1; 32]]);
         assert_eq!(rotated.open(&sealed, b"aad").unwrap(), b"token");
         let resealed = rotated.seal(b"token", b"aad").unwrap();
         assert_ne!(resealed.key_id, sealed.key_id);
         assert_eq!(resealed.key_id, rotated.current_key_id());
 
-        let forgotten = Keyring::from_config(&keys(Some([2; 32]), &[]), &secret());
+        let forgotten = ring([2; 32], &[]);
         assert!(matches!(
             forgotten.open(&sealed, b"aad"),
             Err(CipherError::UnknownKey(_))
@@ -224,19 +236,17 @@ mod tests {
     }
 
     #[test]
-    fn derived_key_differs_per_secret_and_from_explicit_keys() {
-        let a = Keyring::from_config(&keys(None, &[]), &secret());
-        let b = Keyring::from_config(
-            &keys(None, &[]),
-            &SessionSecret::parse("y".repeat(40)).unwrap(),
-        );
+    fn key_ids_name_keys_without_revealing_them() {
+        let (a, b) = (ring([1; 32], &[]), ring([2; 32], &[]));
         assert_ne!(a.current_key_id(), b.current_key_id());
+        assert_eq!(a.current_key_id(), ring([1; 32], &[]).current_key_id());
         assert!(format!("{a:?}").starts_with("Keyring"));
+        assert!(!format!("{:?}", KeyMaterial::from_bytes([1; 32])).contains('1'));
     }
 
     #[test]
     fn malformed_ciphertext_is_refused() {
-        let ring = Keyring::from_config(&keys(None, &[]), &secret());
+        let ring = ring([7; 32], &[]);
         let sealed = Sealed {
             key_id: ring.current_key_id().to_owned(),
             bytes: vec![0; 10],

@@ -258,7 +258,7 @@ mod tests {
 
     fn provider() -> ProviderConfig {
         ProviderConfig {
-            name: "qentrah".into(),
+            name: crate::server::ids::ProviderId::qentrah(),
             issuer: "http://localhost:3000".into(),
             metadata_url: Url::parse(
                 "http://localhost:3000/.well-known/oauth-authorization-server",

@@ -37,7 +37,7 @@ impl ClientRegistry {
         Self(std::sync::Arc::new(
             clients
                 .into_iter()
-                .map(|client| (client.provider().name.clone(), client))
+                .map(|client| (client.provider().name.as_str().to_owned(), client))
                 .collect(),
         ))
     }
@@ -47,10 +47,14 @@ impl ClientRegistry {
         self.0.get(provider)
     }
 
-    /// The client that refreshes and revokes a stored connection of `provider`: `None` when
-    /// the provider is no longer configured (then nothing of it is sent anywhere).
-    pub fn for_connection(&self, provider: &str) -> Option<&OAuthClient> {
-        self.0.get(provider)
+    /// The client that refreshes and revokes a stored connection of `provider` whose grant was
+    /// issued to `client_id` (`""`: a row from before the column, issued to the configured
+    /// client). A refresh token is bound to the client it was issued to (RFC 6749 §6, §10.4),
+    /// so `None` when that client is no longer configured: then nothing of it is sent anywhere.
+    pub fn for_connection(&self, provider: &str, client_id: &str) -> Option<&OAuthClient> {
+        self.0
+            .get(provider)
+            .filter(|client| client_id.is_empty() || client.client_id() == client_id)
     }
 }
 
@@ -522,5 +526,54 @@ fn map_error(error: RequestTokenError<TokenHttpError, BasicErrorResponse>) -> To
             detail: format!("unreadable token response at {}", error.path()),
         },
         RequestTokenError::Other(detail) => TokenCallError::Unavailable { detail },
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::server::config::AppConfig;
+
+    #[test]
+    fn a_stored_connection_is_served_only_by_the_client_its_grant_was_issued_to() {
+        let config = AppConfig::from_lookup(|name| {
+            Some(
+                match name {
+                    "QENTRAH_WORKSPACE_API_URL" => "http://localhost:3000",
+                    "QENTRAH_CLIENT_ID" => "partners_client_dev",
+                    "PARTNER_APP_URL" => "http://localhost:3001",
+                    "SESSION_SECRET" => "0123456789abcdef0123456789abcdef-dev",
+                    _ => return None,
+                }
+                .to_owned(),
+            )
+        })
+        .unwrap();
+        let client = OAuthClient::new(
+            ProviderConfig::qentrah(&config).unwrap(),
+            &config.workspace,
+            reqwest::Client::new(),
+        );
+        let clients = ClientRegistry::new([client]);
+        let served = |provider: &str, client_id: &str| {
+            clients
+                .for_connection(provider, client_id)
+                .map(|c| c.client_id().to_owned())
+        };
+        assert_eq!(
+            served("qentrah", "partners_client_dev").as_deref(),
+            Some("partners_client_dev")
+        );
+        // Rows from before the column was added: the configured client.
+        assert_eq!(
+            served("qentrah", "").as_deref(),
+            Some("partners_client_dev")
+        );
+        assert_eq!(served("qentrah", "another_client"), None);
+        assert_eq!(served("other", "partners_client_dev"), None);
+        assert_eq!(
+            clients.for_flow("qentrah").map(OAuthClient::client_id),
+            Some("partners_client_dev")
+        );
     }
 }

@@ -6,9 +6,10 @@ use std::sync::Arc;
 use std::time::SystemTime;
 
 use super::authorization::{digest, PkceVerifier, State, FLOW_LIFETIME};
+use crate::server::clock::{from_unix, to_unix};
+use crate::server::crypto::{Keyring, Sealed};
 use crate::server::db::{on_pool, Db};
-use crate::server::vault::cipher::{Keyring, Sealed};
-use crate::server::vault::store::{from_unix, to_unix};
+use crate::server::ids::ProviderId;
 
 /// A flow taken back by its callback.
 #[derive(Debug)]
@@ -47,7 +48,7 @@ impl FlowStore {
     #[tracing::instrument(skip_all)]
     pub async fn remember(
         &self,
-        provider: &str,
+        provider: &ProviderId,
         state: &State,
         verifier: &PkceVerifier,
         browser_binding: &str,
@@ -73,7 +74,7 @@ impl FlowStore {
             )
             .bind(state_digest.as_slice())
             .bind(digest(browser_binding).as_slice())
-            .bind(provider)
+            .bind(provider.as_str())
             .bind(&sealed.key_id)
             .bind(&sealed.bytes)
             .bind(return_to)
@@ -149,13 +150,7 @@ mod tests {
         let db = crate::server::db::connect(&DatabaseUrl::parse("sqlite::memory:").unwrap())
             .await
             .unwrap();
-        let keyring = Keyring::from_config(
-            &VaultKeys {
-                current: None,
-                previous: vec![],
-            },
-            &SessionSecret::parse("s".repeat(40)).unwrap(),
-        );
+        let keyring = VaultKeys::default().keyring(&SessionSecret::parse("s".repeat(40)).unwrap());
         FlowStore::new(db, Arc::new(keyring))
     }
 
@@ -168,7 +163,14 @@ mod tests {
             PkceVerifier::generate().unwrap(),
         );
         flows
-            .remember("qentrah", &state, &verifier, "browser-a", "/clients", now)
+            .remember(
+                &ProviderId::qentrah(),
+                &state,
+                &verifier,
+                "browser-a",
+                "/clients",
+                now,
+            )
             .await
             .unwrap();
 
@@ -198,7 +200,14 @@ mod tests {
 
         let late = State::generate().unwrap();
         flows
-            .remember("qentrah", &late, &verifier, "browser-a", "/", now)
+            .remember(
+                &ProviderId::qentrah(),
+                &late,
+                &verifier,
+                "browser-a",
+                "/",
+                now,
+            )
             .await
             .unwrap();
         let after = now + FLOW_LIFETIME + Duration::from_secs(1);
@@ -225,11 +234,11 @@ mod tests {
             PkceVerifier::generate().unwrap(),
         );
         flows
-            .remember("qentrah", &s1, &v1, "b", "/one", now)
+            .remember(&ProviderId::qentrah(), &s1, &v1, "b", "/one", now)
             .await
             .unwrap();
         flows
-            .remember("qentrah", &s2, &v2, "b", "/two", now)
+            .remember(&ProviderId::qentrah(), &s2, &v2, "b", "/two", now)
             .await
             .unwrap();
         let second = flows

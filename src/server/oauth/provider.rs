@@ -3,14 +3,15 @@
 use url::Url;
 
 use crate::server::config::{AppConfig, PartnerAppUrl, WorkspaceConfig};
-use crate::vocabulary::{flow_callback_path, flow_start_path, QENTRAH};
+use crate::server::ids::ProviderId;
+use crate::vocabulary::{flow_callback_path, flow_start_path};
 
 /// One OAuth provider's endpoints and our registration with it. Built from configuration, not
 /// constants, so another Workspace or provider is a matter of configuration.
 #[derive(Debug, Clone)]
 pub struct ProviderConfig {
     /// The key's `provider` part (`qentrah`).
-    pub name: String,
+    pub name: ProviderId,
     /// The issuer we expect in `iss` (RFC 9207): the Workspace base URL.
     pub issuer: String,
     /// Its authorization server metadata (RFC 8414 §3), read for whether it sends `iss` on
@@ -44,21 +45,24 @@ pub fn metadata_url(issuer: &str) -> Result<Url, url::ParseError> {
 impl ProviderConfig {
     /// Qentrah's profile, from the brief's `QENTRAH_*` variables.
     pub fn qentrah(config: &AppConfig) -> Result<Self, url::ParseError> {
-        Self::workspace_like(QENTRAH, &config.workspace, &config.partner_app_url)
+        Self::workspace_like(
+            ProviderId::qentrah(),
+            &config.workspace,
+            &config.partner_app_url,
+        )
     }
 
     /// A provider that works as the Qentrah Workspace does (the brief's endpoints under its
     /// base URL, which is also its issuer), named `name`: the `provider` of its connections and
     /// the segment of its routes.
     pub fn workspace_like(
-        name: &str,
+        name: ProviderId,
         workspace: &WorkspaceConfig,
         app_url: &PartnerAppUrl,
     ) -> Result<Self, url::ParseError> {
         let base = workspace.api_url.as_str();
-        let callback_path = flow_callback_path(name);
+        let callback_path = flow_callback_path(name.as_str());
         Ok(Self {
-            name: name.to_owned(),
             issuer: base.to_owned(),
             metadata_url: metadata_url(base)?,
             authorize_url: Url::parse(&format!("{base}/oauth/authorize"))?,
@@ -67,8 +71,9 @@ impl ProviderConfig {
             resource: format!("{base}/api/v1/partner"),
             redirect_uri: Url::parse(&format!("{}{callback_path}", app_url.origin()))?,
             scopes: workspace.scopes.iter().map(str::to_owned).collect(),
-            start_path: flow_start_path(name),
+            start_path: flow_start_path(name.as_str()),
             callback_path,
+            name,
         })
     }
 }

@@ -14,6 +14,8 @@ use leptos_axum::{generate_route_list, LeptosRoutes};
 use tower_http::request_id::{MakeRequestUuid, PropagateRequestIdLayer, SetRequestIdLayer};
 use tower_http::trace::{DefaultOnResponse, TraceLayer};
 
+mod oauth;
+
 use super::state::AppState;
 use super::vault::RequestScope;
 use super::{session, telemetry};
@@ -91,7 +93,7 @@ fn pages_router(state: &AppState) -> Router<AppState> {
 
 /// The OAuth routes, with a per-address rate limit of their own.
 fn oauth_router(state: &AppState) -> Router<AppState> {
-    super::oauth::routes::router(&state.providers).route_layer(middleware::from_fn_with_state(
+    oauth::router(&state.providers).route_layer(middleware::from_fn_with_state(
         state.clone(),
         super::security::limit_auth_routes,
     ))

@@ -11,10 +11,13 @@ use axum::routing::get;
 use axum::Router;
 use secrecy::SecretString;
 
-use super::authorization::{self, CallbackParams, CallbackRefusal, CallbackStep, PkceVerifier};
-use super::flow_store::ConsumedFlow;
-use super::{OAuthClient, TokenCallError};
 use crate::domain::ConnectFailure;
+use crate::server::ids::ProviderId;
+use crate::server::oauth::authorization::{
+    self, CallbackParams, CallbackRefusal, CallbackStep, PkceVerifier,
+};
+use crate::server::oauth::flow_store::ConsumedFlow;
+use crate::server::oauth::{OAuthClient, Revocable, TokenCallError};
 use crate::server::providers::ProviderRegistry;
 use crate::server::session::BrowserSession;
 use crate::server::state::AppState;
@@ -86,9 +89,9 @@ async fn start(
     State(state): State<AppState>,
     session: BrowserSession,
     RawQuery(query): RawQuery,
-    provider_name: String,
+    provider_name: ProviderId,
 ) -> Response {
-    let Some(provider) = state.providers.get(&provider_name) else {
+    let Some(provider) = state.providers.get(provider_name.as_str()) else {
         return StatusCode::NOT_FOUND.into_response();
     };
     let oauth = provider.oauth();
@@ -141,11 +144,11 @@ async fn callback(
     State(state): State<AppState>,
     session: BrowserSession,
     RawQuery(query): RawQuery,
-    provider_name: String,
+    provider_name: ProviderId,
 ) -> Response {
     let Some(oauth) = state
         .providers
-        .get(&provider_name)
+        .get(provider_name.as_str())
         .map(|p| p.oauth().clone())
     else {
         return StatusCode::NOT_FOUND.into_response();
@@ -202,7 +205,7 @@ async fn callback(
     };
     let flow = match state.flows.consume(&state_digest, &binding, now).await {
         // A flow is completed only at its own provider's callback.
-        Ok(Some(flow)) if flow.provider == provider.name => flow,
+        Ok(Some(flow)) if provider.name == *flow.provider => flow,
         Ok(Some(_)) => {
             tracing::info!("callback at another provider's route than its flow's");
             return failed(ConnectFailure::UnknownFlow);
@@ -282,8 +285,7 @@ async fn complete_authorization(
         // person's path.
         let oauth = oauth.clone();
         tokio::spawn(async move {
-            let token =
-                super::Revocable::best_of(tokens.refresh_token.as_ref(), &tokens.access_token);
+            let token = Revocable::best_of(tokens.refresh_token.as_ref(), &tokens.access_token);
             if let Err(error) = oauth.revoke(token).await {
                 tracing::warn!(%error, "could not revoke the unusable grant");
             }
@@ -292,7 +294,7 @@ async fn complete_authorization(
     };
 
     let profile = oauth.provider();
-    let key = ConnectionKey::new(&flow.provider, &organization_id, &profile.resource);
+    let key = ConnectionKey::new(&profile.name, &organization_id, &profile.resource);
     let grant_id = state
         .connections
         .tokens()

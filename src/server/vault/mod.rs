@@ -6,18 +6,17 @@
 //! resources (marketplace installs, other hubs) fit beside Qentrah's partner API.
 
 pub mod access;
-pub mod cipher;
 mod queue;
 pub mod store;
 pub mod tokens;
 
 use std::time::SystemTime;
 
-use crate::server::ids::OrganizationId;
+use crate::server::ids::{OrganizationId, ProviderId};
 
 pub use crate::server::credentials::{AccessToken, RefreshToken, TokenSet};
+pub use crate::server::crypto::{CipherError, Keyring};
 pub use access::{ConnectionAccess, RequestScope};
-pub use cipher::{CipherError, Keyring};
 pub use store::{ConnectionStore, RefreshLease};
 pub use tokens::{BearerCallError, BearerRefused, TokenError, TokenManager};
 
@@ -33,9 +32,9 @@ pub struct ConnectionKey {
 }
 
 impl ConnectionKey {
-    pub fn new(provider: &str, organization_id: &OrganizationId, resource: &str) -> Self {
+    pub fn new(provider: &ProviderId, organization_id: &OrganizationId, resource: &str) -> Self {
         Self {
-            provider: provider.to_owned(),
+            provider: provider.as_str().to_owned(),
             organization_id: organization_id.clone(),
             resource: resource.to_owned(),
         }

@@ -3,13 +3,14 @@
 //! databases (see [`crate::server::db`]).
 
 use std::sync::Arc;
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, SystemTime};
 
-use super::cipher::{Keyring, Sealed};
 use super::{
     AccessToken, Connection, ConnectionInfo, ConnectionKey, ConnectionState, RefreshToken,
     TokenSet, VaultError,
 };
+use crate::server::clock::{from_unix, to_unix};
+use crate::server::crypto::{Keyring, Sealed};
 use crate::server::db::{on_pool, Db};
 #[cfg(test)]
 use crate::server::ids::OrganizationId;
@@ -29,16 +30,6 @@ pub fn access_expiry(now: SystemTime, expires_in: Option<Duration>) -> SystemTim
         .unwrap_or(ASSUMED_LIFETIME)
         .min(MAX_BELIEVED_LIFETIME);
     now.checked_add(lifetime).unwrap_or(now)
-}
-
-pub fn to_unix(time: SystemTime) -> i64 {
-    time.duration_since(UNIX_EPOCH)
-        .map(|d| i64::try_from(d.as_secs()).unwrap_or(i64::MAX))
-        .unwrap_or(0)
-}
-
-pub fn from_unix(secs: i64) -> SystemTime {
-    UNIX_EPOCH + Duration::from_secs(u64::try_from(secs).unwrap_or(0))
 }
 
 /// The columns every read of a connection takes.
@@ -515,8 +506,11 @@ impl ConnectionStore {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::server::config::{DatabaseUrl, SessionSecret, VaultKeyMaterial, VaultKeys};
+    use crate::server::config::{DatabaseUrl, SessionSecret, VaultKeys};
+    use crate::server::crypto::KeyMaterial;
+    use crate::server::ids::ProviderId;
     use crate::server::vault::CipherError;
+    use std::time::UNIX_EPOCH;
 
     #[test]
     fn an_absurd_expires_in_is_capped_not_a_panic() {
@@ -532,7 +526,7 @@ mod tests {
 
     async fn store_with(keys: VaultKeys, db: Db) -> ConnectionStore {
         let secret = SessionSecret::parse("s".repeat(40)).unwrap();
-        ConnectionStore::new(db, Arc::new(Keyring::from_config(&keys, &secret)))
+        ConnectionStore::new(db, Arc::new(keys.keyring(&secret)))
     }
 
     fn sqlite(db: &Db) -> &sqlx::SqlitePool {
@@ -575,7 +569,7 @@ mod tests {
 
     fn key(org: &str) -> ConnectionKey {
         ConnectionKey::new(
-            "qentrah",
+            &ProviderId::qentrah(),
             &OrganizationId::parse(org).unwrap(),
             "http://ws/api/v1/partner",
         )
@@ -641,7 +635,7 @@ mod tests {
         let db = memory_db().await;
         let old = store_with(
             VaultKeys {
-                current: Some(VaultKeyMaterial::from_bytes([1; 32])),
+                current: Some(KeyMaterial::from_bytes([1; 32])),
                 previous: vec![],
             },
             db.clone(),
@@ -654,8 +648,8 @@ mod tests {
 
         let new = store_with(
             VaultKeys {
-                current: Some(VaultKeyMaterial::from_bytes([2; 32])),
-                previous: vec![VaultKeyMaterial::from_bytes([1; 32])],
+                current: Some(KeyMaterial::from_bytes([2; 32])),
+                previous: vec![KeyMaterial::from_bytes([1; 32])],
             },
             db.clone(),
         )

@@ -270,13 +270,16 @@ impl TokenManager {
         &self.store
     }
 
-    /// The OAuth client for `key`'s provider; a connection of a provider no longer configured
-    /// is not connected (nothing of it is sent anywhere).
-    fn client_for(&self, key: &ConnectionKey) -> Result<OAuthClient, TokenError> {
-        self.clients.for_connection(&key.provider).cloned().ok_or_else(|| {
-            tracing::warn!(provider = %key.provider, "a connection of a provider that is not configured");
-            TokenError::NotConnected
-        })
+    /// The OAuth client `key`'s grant was issued to (`client_id`); a connection whose provider
+    /// or client is no longer configured is not connected (nothing of it is sent anywhere).
+    fn client_for(&self, key: &ConnectionKey, client_id: &str) -> Result<OAuthClient, TokenError> {
+        self.clients
+            .for_connection(&key.provider, client_id)
+            .cloned()
+            .ok_or_else(|| {
+                tracing::warn!(provider = %key.provider, client_id, "a connection of a provider or client that is not configured");
+                TokenError::NotConnected
+            })
     }
 
     /// Connections queued in this instance now (held or waited for).
@@ -427,7 +430,7 @@ impl TokenManager {
     ) -> Result<String, TokenError> {
         let key = key.clone();
         self.detached(move |this| async move {
-            let oauth = this.client_for(&key)?;
+            let oauth = this.client_for(&key, &tokens.client_id)?;
             let _turn = this.queue.turn(&key).await;
             let _permit = this.lease_permit().await?;
             let (mut lease, row) = this
@@ -482,16 +485,24 @@ impl TokenManager {
             // A new grant replaces the old one: nothing remembered of the old tokens may be reused.
             this.forget(&key);
             if let Some(previous) = previous {
-                // Off the person's way back to the app; shutdown still waits for it.
-                let running = RunningGuard::enter(&this.running);
-                tokio::spawn(async move {
-                    let _running = running;
-                    let token =
-                        Revocable::best_of(previous.refresh_token.as_ref(), &previous.access_token);
-                    if let Err(error) = oauth.revoke(token).await {
-                        tracing::warn!(%error, "could not revoke the grant this authorization replaced");
+                // Revoked by the client it was issued to; off the person's way back to the
+                // app; shutdown still waits for it.
+                match this.client_for(&key, &previous.info.client_id) {
+                    Ok(oauth) => {
+                        let running = RunningGuard::enter(&this.running);
+                        tokio::spawn(async move {
+                            let _running = running;
+                            let token = Revocable::best_of(
+                                previous.refresh_token.as_ref(),
+                                &previous.access_token,
+                            );
+                            if let Err(error) = oauth.revoke(token).await {
+                                tracing::warn!(%error, "could not revoke the grant this authorization replaced");
+                            }
+                        });
                     }
-                });
+                    Err(_) => tracing::warn!("the replaced grant's client is not configured; unrevoked"),
+                }
             }
             Ok(grant_id)
         })
@@ -526,7 +537,7 @@ impl TokenManager {
                             connection.refresh_token.as_ref(),
                             &connection.access_token,
                         );
-                        match this.clients.for_connection(&key.provider) {
+                        match this.clients.for_connection(&key.provider, &info.client_id) {
                             Some(oauth) => {
                                 if let Err(error) = oauth.revoke(token).await {
                                     tracing::warn!(%error, "revocation failed; deleting the connection anyway");
@@ -763,7 +774,7 @@ impl TokenManager {
             };
         };
 
-        let oauth = self.client_for(key)?;
+        let oauth = self.client_for(key, &connection.info.client_id)?;
         match oauth.refresh(&refresh_token).await {
             Ok(tokens) => {
                 // RFC 6749 §6 issues a refresh for the same grant: a response naming another
@@ -926,7 +937,11 @@ mod tests {
     fn a_short_lived_token_is_fresh_when_it_arrives() {
         let now = std::time::UNIX_EPOCH + Duration::from_secs(1_000_000);
         let info = |lifetime: u64| ConnectionInfo {
-            key: ConnectionKey::new("qentrah", &OrganizationId::parse("org").unwrap(), "r"),
+            key: ConnectionKey::new(
+                &crate::server::ids::ProviderId::qentrah(),
+                &OrganizationId::parse("org").unwrap(),
+                "r",
+            ),
             scopes: vec![],
             state: ConnectionState::Active,
             access_expires_at: now + Duration::from_secs(lifetime),
