@@ -29,7 +29,8 @@ pub mod state;
 
 pub use control::{ConnectionView, Control};
 pub use state::{
-    ClientRegistration, Counters, Endpoint, Failure, LoggedRequest, MetadataVariant, TokenQuirks,
+    ClientAuthMethod, ClientRegistration, Counters, Endpoint, Failure, LoggedRequest,
+    MetadataVariant, TokenQuirks,
 };
 
 use state::{SharedWorld, World};
@@ -91,12 +92,14 @@ impl DevWorkspaceConfig {
                 client_secret: None,
                 redirect_uris: vec![redirect_uri.clone()],
                 approved: true,
+                auth_method: ClientAuthMethod::ClientSecretPost,
             },
             ClientRegistration {
                 client_id: CONFIDENTIAL_CLIENT_ID.to_owned(),
                 client_secret: Some(CONFIDENTIAL_CLIENT_SECRET.to_owned()),
                 redirect_uris: vec![redirect_uri],
                 approved: true,
+                auth_method: ClientAuthMethod::ClientSecretPost,
             },
         ]
     }

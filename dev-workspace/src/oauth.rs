@@ -14,6 +14,7 @@ use sha2::{Digest, Sha256};
 use crate::html::{escape, page};
 use crate::params::{Params, ParamsError};
 use crate::profile::Profile;
+use crate::state::ClientAuthMethod;
 use crate::state::{
     random_token, CodeRecord, GrantStatus, MetadataVariant, PendingAuthorization, RefreshState,
     SharedWorld, CODE_LIFETIME, PENDING_LIFETIME,
@@ -42,8 +43,8 @@ pub async fn metadata(State(world): State<SharedWorld>) -> Response {
         "response_types_supported": ["code"],
         "grant_types_supported": ["authorization_code", "refresh_token"],
         "code_challenge_methods_supported": ["S256"],
-        "token_endpoint_auth_methods_supported": ["none", "client_secret_post"],
-        "revocation_endpoint_auth_methods_supported": ["none", "client_secret_post"],
+        "token_endpoint_auth_methods_supported": ["none", "client_secret_post", "client_secret_basic"],
+        "revocation_endpoint_auth_methods_supported": ["none", "client_secret_post", "client_secret_basic"],
         "scopes_supported": profile.scope_names(),
         "authorization_response_iss_parameter_supported": true,
         "resource_indicators_supported": true,
@@ -677,15 +678,27 @@ fn authenticate_client(
             }
         }
     }
-    // Confidential clients are registered for `client_secret_post`, the method the integration
-    // brief gives (client_id and client_secret as form fields). A real authorization server holds
-    // a client to its registered method (RFC 7591 §2, token_endpoint_auth_method), so a client
-    // that sends Basic credentials instead is refused, not silently accepted.
-    if used_basic {
-        return Err(fail(
-            "this client is registered for client_secret_post: send client_id and client_secret \
-             in the form body, not in an Authorization header",
-        ));
+    // A confidential client is registered for one method (by default `client_secret_post`, the
+    // method the integration brief gives: client_id and client_secret as form fields). A real
+    // authorization server holds a client to its registered method (RFC 7591 §2,
+    // token_endpoint_auth_method), so credentials sent the other way are refused, not
+    // silently accepted. (A public client has no secret to send either way.)
+    if client.client_secret.is_some() {
+        match (client.auth_method, used_basic) {
+            (ClientAuthMethod::ClientSecretPost, true) => {
+                return Err(fail(
+                    "this client is registered for client_secret_post: send client_id and \
+                     client_secret in the form body, not in an Authorization header",
+                ))
+            }
+            (ClientAuthMethod::ClientSecretBasic, false) => {
+                return Err(fail(
+                    "this client is registered for client_secret_basic: send its credentials \
+                     in an Authorization header, not in the form body",
+                ))
+            }
+            _ => {}
+        }
     }
     Ok(client_id)
 }

@@ -28,6 +28,21 @@ pub struct ClientRegistration {
     pub redirect_uris: Vec<String>,
     /// Whether a Workspace admin has approved this app (the partner API refuses it otherwise).
     pub approved: bool,
+    /// How a confidential client must authenticate: the method it is registered for (RFC 7591
+    /// §2 `token_endpoint_auth_method`), held to as a real authorization server does.
+    #[serde(default)]
+    pub auth_method: ClientAuthMethod,
+}
+
+/// A confidential client's registered authentication method (RFC 6749 §2.3.1).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ClientAuthMethod {
+    /// `client_id` and `client_secret` as form fields: the integration brief's method.
+    #[default]
+    ClientSecretPost,
+    /// HTTP Basic with the form-urlencoded id and secret.
+    ClientSecretBasic,
 }
 
 /// An endpoint whose behaviour the control API can change.

@@ -66,7 +66,8 @@ async fn connection_access(state: &AppState) -> Result<ConnectionAccess, AppErro
         .await
         .map_err(|error| AppError::internal("reading the session", &error))?
         .ok_or(AppError::NotConnected)?;
-    if provider.name != *binding.key.provider() || binding.key.resource() != provider.resource {
+    if provider.name != *binding.key.provider() || binding.key.resource() != provider.resource_key()
+    {
         tracing::info!("the session's connection is for another Workspace than the configured one");
         return Err(AppError::NotConnected);
     }

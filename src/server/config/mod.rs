@@ -17,8 +17,8 @@ mod urls;
 pub use database::{DatabaseUrl, PostgresUrl, DEFAULT_DATABASE_URL};
 pub use env::Env;
 pub use providers::{
-    default_scopes, ClientId, ClientSecret, OtherProvider, Scopes, WorkspaceConfig,
-    DEFAULT_PAGE_SIZE, PAGE_SIZE_RANGE,
+    default_scopes, ClientAuthentication, ClientId, ClientSecret, OtherProvider, Scopes,
+    WorkspaceConfig, DEFAULT_PAGE_SIZE, PAGE_SIZE_RANGE,
 };
 pub use secrets::{
     parse_key, SessionSecret, VaultKeys, DEVELOPMENT_SESSION_SECRET, SESSION_SECRET_MIN_CHARS,

@@ -39,6 +39,22 @@ pub struct WorkspaceConfig {
     /// `limit` on list requests (`QENTRAH_PAGE_SIZE`): how many records one upstream page
     /// holds. The brief documents no range; 1–1000 is accepted, the Workspace may refuse more.
     pub page_size: u32,
+    /// How a confidential client authenticates at the token and revocation endpoints.
+    pub client_authentication: ClientAuthentication,
+}
+
+/// How a confidential client authenticates (RFC 6749 §2.3.1; RFC 7591 §2's
+/// `token_endpoint_auth_method` names). A public client sends its `client_id` alone either way
+/// (RFC 6749 §3.2.1).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ClientAuthentication {
+    /// `client_id` and `client_secret` as form fields: what the integration brief gives for
+    /// Qentrah, and what its Workspace holds a client to.
+    #[default]
+    ClientSecretPost,
+    /// HTTP Basic with the url-encoded id and secret.
+    ClientSecretBasic,
 }
 
 /// OAuth scopes (`QENTRAH_SCOPES`, space-separated).
@@ -165,6 +181,7 @@ impl WorkspaceConfig {
                 DEFAULT_PAGE_SIZE,
                 "must be a whole number from 1 to 1000",
             )?,
+            client_authentication: ClientAuthentication::ClientSecretPost,
         })
     }
 }
@@ -198,6 +215,9 @@ struct ProfileEntry {
     /// Space-separated, as `QENTRAH_SCOPES`; default: the partner API's scopes.
     scopes: Option<String>,
     page_size: Option<u32>,
+    /// `client_secret_post` (the default) or `client_secret_basic`.
+    #[serde(default)]
+    client_authentication: ClientAuthentication,
 }
 
 /// The providers the profiles file at `PROVIDER_PROFILES_FILE` adds (none when it is unset).
@@ -293,6 +313,7 @@ fn profile(env: &Env<'_>, entry: ProfileEntry) -> Result<OtherProvider, ConfigEr
             )
             .map_err(field("scopes"))?,
             page_size,
+            client_authentication: entry.client_authentication,
         },
         name,
     })
@@ -305,10 +326,17 @@ fn toml_problem(text: &str, error: &toml::de::Error) -> String {
         .span()
         .map(|span| text[..span.start.min(text.len())].matches('\n').count() + 1);
     let message = error.message();
-    let message = if message.starts_with("invalid type") || message.starts_with("invalid value") {
+    let quotes_the_value = ["invalid type", "invalid value", "unknown variant"]
+        .iter()
+        .find(|start| message.starts_with(**start));
+    let message = if let Some(start) = quotes_the_value {
+        let what = match *start {
+            "unknown variant" => "unknown variant",
+            _ => "a value of the wrong type",
+        };
         match message.split_once(", expected ") {
-            Some((_, expected)) => format!("a value of the wrong type (expected {expected})"),
-            None => "a value of the wrong type".to_owned(),
+            Some((_, expected)) => format!("{what} (expected {expected})"),
+            None => what.to_owned(),
         }
     } else {
         message.lines().next().unwrap_or_default().to_owned()
@@ -355,6 +383,16 @@ scopes = "organization:read client:read"
         );
         assert_eq!(second.workspace.page_size, DEFAULT_PAGE_SIZE);
         assert_eq!(
+            second.workspace.client_authentication,
+            ClientAuthentication::ClientSecretPost
+        );
+        let basic = format!("{SECOND}client_authentication = \"client_secret_basic\"\n");
+        let providers = parse(&basic, &[("SECOND_CLIENT_SECRET", "s3cr3t")]).unwrap();
+        assert_eq!(
+            providers[0].workspace.client_authentication,
+            ClientAuthentication::ClientSecretBasic
+        );
+        assert_eq!(
             second
                 .workspace
                 .client_secret
@@ -395,6 +433,10 @@ scopes = "organization:read client:read"
             (
                 SECOND.replace("client_id", "client"),
                 "unknown field `client`",
+            ),
+            (
+                format!("{SECOND}client_authentication = \"hunter2\"\n"),
+                "line 8: unknown variant (expected",
             ),
             ("[[provider]\nname = \"hunter2".to_owned(), "line 1"),
         ] {

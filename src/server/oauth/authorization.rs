@@ -103,8 +103,11 @@ pub fn authorization_url(
         .append_pair("response_type", "code")
         .append_pair("client_id", client_id)
         .append_pair("redirect_uri", provider.redirect_uri.as_str())
-        .append_pair("scope", &provider.scopes.join(" "))
-        .append_pair("resource", &provider.resource)
+        .append_pair("scope", &provider.scopes.join(" "));
+    if let Some(resource) = &provider.resource {
+        url.query_pairs_mut().append_pair("resource", resource);
+    }
+    url.query_pairs_mut()
         .append_pair("state", state.as_str())
         .append_pair("code_challenge", &verifier.challenge())
         .append_pair("code_challenge_method", "S256");
@@ -267,7 +270,9 @@ mod tests {
             authorize_url: Url::parse("http://localhost:3000/oauth/authorize").unwrap(),
             token_url: Url::parse("http://localhost:3000/oauth/token").unwrap(),
             revocation_url: Url::parse("http://localhost:3000/oauth/revoke").unwrap(),
-            resource: "http://localhost:3000/api/v1/partner".into(),
+            client_authentication: crate::server::config::ClientAuthentication::ClientSecretPost,
+            resource: Some("http://localhost:3000/api/v1/partner".into()),
+            tenant: super::super::provider::TenantSource::TokenField("organization_id".into()),
             redirect_uri: Url::parse("http://localhost:3001/api/auth/qentrah/callback").unwrap(),
             scopes: vec!["organization:read".into(), "offline_access".into()],
             start_path: "/api/auth/qentrah/start".into(),
@@ -323,6 +328,22 @@ mod tests {
         assert_eq!(get("resource"), "http://localhost:3000/api/v1/partner");
         assert_eq!(get("code_challenge"), verifier.challenge());
         assert!(!url.as_str().contains(verifier.expose()));
+    }
+
+    #[test]
+    fn a_provider_without_a_resource_indicator_is_sent_none() {
+        let provider = ProviderConfig {
+            resource: None,
+            ..provider()
+        };
+        let state = State::generate().unwrap();
+        let verifier = PkceVerifier::generate().unwrap();
+        let url = authorization_url(&provider, "client_1", &state, &verifier);
+        assert!(
+            url.query_pairs().all(|(name, _)| name != "resource"),
+            "{url}"
+        );
+        assert_eq!(provider.resource_key(), "");
     }
 
     #[test]

@@ -20,8 +20,8 @@ use secrecy::{ExposeSecret, SecretString};
 use serde::{Deserialize, Serialize};
 
 use super::authorization::PkceVerifier;
-use super::provider::ProviderConfig;
-use crate::server::config::WorkspaceConfig;
+use super::provider::{ProviderConfig, TenantSource};
+use crate::server::config::{ClientAuthentication, WorkspaceConfig};
 use crate::server::credentials::{AccessToken, RefreshToken, TokenSet};
 use crate::server::http::{read_capped, CappedReadError};
 use crate::server::ids::OrganizationId;
@@ -58,12 +58,24 @@ impl ClientRegistry {
     }
 }
 
-/// The non-standard field Qentrah adds to token responses. Not secret. A numeric id arrives
-/// here as a string: [`normalize_token_body`] turns it into one before parsing.
+/// The non-standard members of a token response (RFC 6749 §5.1 allows them), kept so that the
+/// profile's [`TenantSource::TokenField`] can name the one holding the tenant (Qentrah's
+/// `organization_id`). Read for that one field and dropped: nothing else of them is kept.
 #[derive(Debug, Clone, Default, Deserialize, Serialize)]
-pub struct QentrahTokenFields {
-    #[serde(default)]
-    pub organization_id: Option<String>,
+pub struct ExtraFields(serde_json::Map<String, serde_json::Value>);
+
+impl ExtraFields {
+    /// The tenant named in `field`: a string, or a whole number as servers also send it
+    /// (`"organization_id": 4711`), parsed at the edge. Anything else is no tenant.
+    fn tenant(&self, field: &str) -> Option<OrganizationId> {
+        match self.0.get(field)? {
+            serde_json::Value::String(text) => OrganizationId::parse(text),
+            serde_json::Value::Number(number) if number.is_u64() || number.is_i64() => {
+                OrganizationId::parse(&number.to_string())
+            }
+            _ => None,
+        }
+    }
 }
 
 /// Token, revocation and metadata bodies larger than this are refused rather than read: a
@@ -73,13 +85,13 @@ pub const MAX_TOKEN_RESPONSE_BYTES: usize = 64 * 1024;
 /// How long "no metadata" (404) is believed before the metadata is asked for again.
 pub const NO_METADATA_RECHECK: std::time::Duration = std::time::Duration::from_secs(300);
 
-impl ExtraTokenFields for QentrahTokenFields {}
+impl ExtraTokenFields for ExtraFields {}
 
-type QentrahTokenResponse = StandardTokenResponse<QentrahTokenFields, BasicTokenType>;
+type TokenResponseWithExtras = StandardTokenResponse<ExtraFields, BasicTokenType>;
 
-type QentrahOAuth2Client = oauth2::Client<
+type OAuth2Client = oauth2::Client<
     BasicErrorResponse,
-    QentrahTokenResponse,
+    TokenResponseWithExtras,
     BasicTokenIntrospectionResponse,
     StandardRevocableToken,
     BasicRevocationErrorResponse,
@@ -138,7 +150,7 @@ struct OAuthClientParts {
     provider: ProviderConfig,
     client_id: String,
     client_secret: Option<SecretString>,
-    oauth: QentrahOAuth2Client,
+    oauth: OAuth2Client,
     http: reqwest::Client,
     /// Whether the provider always sends `iss`, once its metadata has said so either way, and
     /// until when that answer holds (`None`: for good).
@@ -165,14 +177,19 @@ impl OAuthClient {
             .client_secret
             .as_ref()
             .map(|s| SecretString::from(s.expose().to_owned()));
-        // client_secret_post (RFC 6749 §2.3.1): the integration brief gives client_id and
-        // client_secret as form fields of the token request, and the Workspace holds a client
-        // to that method. Public clients send client_id alone (RFC 6749 §3.2.1).
+        // The profile's method (RFC 6749 §2.3.1): Qentrah's is client_secret_post, client_id
+        // and client_secret as form fields, as the integration brief gives them, and the
+        // Workspace holds a client to it. Public clients send client_id alone in the body
+        // whatever the method (RFC 6749 §3.2.1; the oauth2 crate does so without a secret).
+        let auth_type = match provider.client_authentication {
+            ClientAuthentication::ClientSecretPost => AuthType::RequestBody,
+            ClientAuthentication::ClientSecretBasic => AuthType::BasicAuth,
+        };
         let mut oauth = oauth2::Client::new(ClientId::new(workspace.client_id.as_str().to_owned()))
             .set_auth_uri(AuthUrl::from_url(provider.authorize_url.clone()))
             .set_token_uri(TokenUrl::from_url(provider.token_url.clone()))
             .set_redirect_uri(oauth2::RedirectUrl::from_url(provider.redirect_uri.clone()))
-            .set_auth_type(AuthType::RequestBody);
+            .set_auth_type(auth_type);
         if let Some(secret) = &client_secret {
             oauth = oauth.set_client_secret(ClientSecret::new(secret.expose_secret().to_owned()));
         }
@@ -273,16 +290,19 @@ impl OAuthClient {
         code: &SecretString,
         verifier: &PkceVerifier,
     ) -> Result<TokenSet, TokenCallError> {
-        let response = self
+        let request = self
             .0
             .oauth
             .exchange_code(AuthorizationCode::new(code.expose_secret().to_owned()))
-            .set_pkce_verifier(PkceCodeVerifier::new(verifier.expose().to_owned()))
-            .add_extra_param("resource", self.0.provider.resource.clone())
-            .request_async(&TokenEndpoint(&self.0.http))
-            .await
-            .map_err(map_error)?;
-        let tokens = into_token_set(&response, &self.0.client_id);
+            .set_pkce_verifier(PkceCodeVerifier::new(verifier.expose().to_owned()));
+        let response = match &self.0.provider.resource {
+            Some(resource) => request.add_extra_param("resource", resource.clone()),
+            None => request,
+        }
+        .request_async(&TokenEndpoint(&self.0.http))
+        .await
+        .map_err(map_error)?;
+        let tokens = self.token_set(&response);
         if let Err(error) = require_bearer(&response) {
             // Redeemed, but unusable: nothing will ever use or revoke these tokens otherwise.
             let token = Revocable::best_of(tokens.refresh_token.as_ref(), &tokens.access_token);
@@ -298,16 +318,16 @@ impl OAuthClient {
     #[tracing::instrument(skip_all, fields(provider = %self.0.provider.name))]
     pub async fn refresh(&self, refresh_token: &RefreshToken) -> Result<TokenSet, TokenCallError> {
         let token = oauth2::RefreshToken::new(refresh_token.expose().to_owned());
-        let response = self
-            .0
-            .oauth
-            .exchange_refresh_token(&token)
-            .add_extra_param("resource", self.0.provider.resource.clone())
-            .request_async(&TokenEndpoint(&self.0.http))
-            .await
-            .map_err(map_error)?;
+        let request = self.0.oauth.exchange_refresh_token(&token);
+        let response = match &self.0.provider.resource {
+            Some(resource) => request.add_extra_param("resource", resource.clone()),
+            None => request,
+        }
+        .request_async(&TokenEndpoint(&self.0.http))
+        .await
+        .map_err(map_error)?;
         require_bearer(&response)?;
-        Ok(into_token_set(&response, &self.0.client_id))
+        Ok(self.token_set(&response))
     }
 
     /// Revokes a token (RFC 7009 §2.1): a refresh token, which also ends the grant and its
@@ -319,26 +339,40 @@ impl OAuthClient {
             Revocable::Refresh(token) => (token.expose(), "refresh_token"),
             Revocable::Access(token) => (token.expose(), "access_token"),
         };
-        // Client authentication as at the token endpoint (RFC 7009 §2.1): client_secret_post.
-        let mut form: Vec<(&str, &str)> = vec![
-            ("token", token),
-            ("token_type_hint", hint),
-            ("client_id", &self.0.client_id),
-        ];
-        if let Some(secret) = &self.0.client_secret {
-            form.push(("client_secret", secret.expose_secret()));
-        }
-        let response = self
+        // Client authentication as at the token endpoint (RFC 7009 §2.1), by the profile's
+        // method; a public client sends its client_id in the form.
+        let mut form: Vec<(&str, &str)> = vec![("token", token), ("token_type_hint", hint)];
+        let mut request = self
             .0
             .http
             .post(self.0.provider.revocation_url.clone())
-            .header(reqwest::header::ACCEPT, "application/json")
-            .form(&form)
-            .send()
-            .await
-            .map_err(|e| TokenCallError::Unavailable {
-                detail: e.without_url().to_string(),
-            })?;
+            .header(reqwest::header::ACCEPT, "application/json");
+        match (&self.0.client_secret, self.0.provider.client_authentication) {
+            (Some(secret), ClientAuthentication::ClientSecretBasic) => {
+                // RFC 6749 §2.3.1: each part form-urlencoded before the Basic encoding.
+                let encode = |part: &str| {
+                    url::form_urlencoded::byte_serialize(part.as_bytes()).collect::<String>()
+                };
+                request = request.basic_auth(
+                    encode(&self.0.client_id),
+                    Some(encode(secret.expose_secret())),
+                );
+            }
+            (secret, _) => {
+                form.push(("client_id", &self.0.client_id));
+                if let Some(secret) = secret {
+                    form.push(("client_secret", secret.expose_secret()));
+                }
+            }
+        }
+        let response =
+            request
+                .form(&form)
+                .send()
+                .await
+                .map_err(|e| TokenCallError::Unavailable {
+                    detail: e.without_url().to_string(),
+                })?;
         let status = response.status();
         if status.is_success() {
             return Ok(());
@@ -366,8 +400,23 @@ impl OAuthClient {
     }
 }
 
+impl OAuthClient {
+    /// Takes the tokens out of the oauth2 crate's `Serialize` types at once, with the tenant
+    /// from where the profile says it is named.
+    fn token_set(&self, response: &TokenResponseWithExtras) -> TokenSet {
+        let organization_id = match &self.0.provider.tenant {
+            TenantSource::TokenField(field) => response.extra_fields().tenant(field),
+        };
+        into_token_set(response, &self.0.client_id, organization_id)
+    }
+}
+
 /// Takes the tokens out of the oauth2 crate's `Serialize` types at once.
-fn into_token_set(response: &QentrahTokenResponse, client_id: &str) -> TokenSet {
+fn into_token_set(
+    response: &TokenResponseWithExtras,
+    client_id: &str,
+    organization_id: Option<OrganizationId>,
+) -> TokenSet {
     TokenSet {
         client_id: client_id.to_owned(),
         access_token: AccessToken::new(response.access_token().secret().to_owned()),
@@ -378,18 +427,14 @@ fn into_token_set(response: &QentrahTokenResponse, client_id: &str) -> TokenSet 
         scopes: response
             .scopes()
             .map(|scopes| scopes.iter().map(|s| s.to_string()).collect()),
-        organization_id: response
-            .extra_fields()
-            .organization_id
-            .as_deref()
-            .and_then(OrganizationId::parse),
+        organization_id,
     }
 }
 
 /// RFC 6749 §7.1: a client must not use a token whose type it does not understand. The type
 /// is compared case-insensitively (RFC 6749 §5.1); the oauth2 crate maps `bearer` in any case
 /// to [`BasicTokenType::Bearer`].
-fn require_bearer(response: &QentrahTokenResponse) -> Result<(), TokenCallError> {
+fn require_bearer(response: &TokenResponseWithExtras) -> Result<(), TokenCallError> {
     match response.token_type() {
         BasicTokenType::Bearer => Ok(()),
         other => Err(TokenCallError::UnusableResponse {
@@ -464,9 +509,10 @@ impl<'c> AsyncHttpClient<'c> for TokenEndpoint<'_> {
 }
 
 /// Evens out the shapes of a successful token response that servers send in the wild but the
-/// oauth2 crate's parser refuses: `expires_in` as a string of digits (`"3600"`), and a numeric
-/// `organization_id`. Without this, a parse failure after the code was redeemed would leave the
-/// grant neither stored nor revoked. Anything else passes through unchanged.
+/// oauth2 crate's parser refuses: `expires_in` as a string of digits (`"3600"`). Without this,
+/// a parse failure after the code was redeemed would leave the grant neither stored nor
+/// revoked. (A numeric tenant id is read as such by [`ExtraFields::tenant`].) Anything else
+/// passes through unchanged.
 fn normalize_token_body(body: Vec<u8>) -> Vec<u8> {
     let Ok(serde_json::Value::Object(mut object)) = serde_json::from_slice(&body) else {
         return body;
@@ -475,13 +521,6 @@ fn normalize_token_body(body: Vec<u8>) -> Vec<u8> {
     if let Some(serde_json::Value::String(text)) = object.get("expires_in") {
         if let Ok(seconds) = text.trim().parse::<u64>() {
             object.insert("expires_in".to_owned(), seconds.into());
-            changed = true;
-        }
-    }
-    if let Some(serde_json::Value::Number(number)) = object.get("organization_id") {
-        if number.is_u64() || number.is_i64() {
-            let text = number.to_string();
-            object.insert("organization_id".to_owned(), text.into());
             changed = true;
         }
     }
@@ -533,6 +572,24 @@ fn map_error(error: RequestTokenError<TokenHttpError, BasicErrorResponse>) -> To
 mod tests {
     use super::*;
     use crate::server::config::AppConfig;
+
+    #[test]
+    fn the_tenant_is_read_from_the_field_the_profile_names() {
+        let fields: ExtraFields = serde_json::from_value(serde_json::json!({
+            "organization_id": "org_acme",
+            "tenant": 4711,
+            "fraction": 1.5,
+            "flag": true,
+            "path": "../x",
+        }))
+        .unwrap();
+        let tenant = |field: &str| fields.tenant(field).map(|id| id.to_string());
+        assert_eq!(tenant("organization_id").as_deref(), Some("org_acme"));
+        assert_eq!(tenant("tenant").as_deref(), Some("4711"));
+        for not_a_tenant in ["fraction", "flag", "path", "missing"] {
+            assert_eq!(tenant(not_a_tenant), None, "{not_a_tenant}");
+        }
+    }
 
     #[test]
     fn a_stored_connection_is_served_only_by_the_client_its_grant_was_issued_to() {

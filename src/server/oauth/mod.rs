@@ -10,4 +10,4 @@ pub mod flow_store;
 pub mod provider;
 
 pub use client::{ClientRegistry, OAuthClient, Revocable, TokenCallError};
-pub use provider::ProviderConfig;
+pub use provider::{ProviderConfig, TenantSource};

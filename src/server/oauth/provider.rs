@@ -2,7 +2,7 @@
 
 use url::Url;
 
-use crate::server::config::{AppConfig, PartnerAppUrl, WorkspaceConfig};
+use crate::server::config::{AppConfig, ClientAuthentication, PartnerAppUrl, WorkspaceConfig};
 use crate::server::ids::ProviderId;
 use crate::vocabulary::{flow_callback_path, flow_start_path};
 
@@ -20,8 +20,13 @@ pub struct ProviderConfig {
     pub authorize_url: Url,
     pub token_url: Url,
     pub revocation_url: Url,
-    /// The resource indicator (RFC 8707) sent on every request: `{base}/api/v1/partner`.
-    pub resource: String,
+    /// How a confidential client authenticates at the token and revocation endpoints.
+    pub client_authentication: ClientAuthentication,
+    /// The resource indicator (RFC 8707) sent on every authorization and token request
+    /// (Qentrah's: `{base}/api/v1/partner`), or `None` for a provider that takes none.
+    pub resource: Option<String>,
+    /// Where a grant's tenant (the organization it belongs to) is named.
+    pub tenant: TenantSource,
     pub redirect_uri: Url,
     pub scopes: Vec<String>,
     /// Our route that starts a flow: `/api/auth/{name}/start`.
@@ -29,6 +34,18 @@ pub struct ProviderConfig {
     /// Our callback route, `redirect_uri`'s path: `/api/auth/{name}/callback`.
     pub callback_path: String,
 }
+
+/// Where a provider names the tenant a grant belongs to. Qentrah adds it to the token response
+/// (the brief's `organization_id`); a provider that names it only through its API gets a variant
+/// of its own when one is added.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum TenantSource {
+    /// A non-standard field of the token response (RFC 6749 §5.1 allows extra members).
+    TokenField(String),
+}
+
+/// The field Qentrah's token responses name the organization in.
+pub const QENTRAH_TENANT_FIELD: &str = "organization_id";
 
 /// The RFC 8414 §3.1 metadata URL of `issuer`: the well-known segment goes between the host and
 /// the issuer's path (`https://h/tenant` → `https://h/.well-known/oauth-authorization-server/tenant`),
@@ -43,6 +60,11 @@ pub fn metadata_url(issuer: &str) -> Result<Url, url::ParseError> {
 }
 
 impl ProviderConfig {
+    /// The resource part of a connection's key: the resource indicator, or `""` for none.
+    pub fn resource_key(&self) -> &str {
+        self.resource.as_deref().unwrap_or_default()
+    }
+
     /// Qentrah's profile, from the brief's `QENTRAH_*` variables.
     pub fn qentrah(config: &AppConfig) -> Result<Self, url::ParseError> {
         Self::workspace_like(
@@ -68,7 +90,9 @@ impl ProviderConfig {
             authorize_url: Url::parse(&format!("{base}/oauth/authorize"))?,
             token_url: Url::parse(&format!("{base}/oauth/token"))?,
             revocation_url: Url::parse(&format!("{base}/oauth/revoke"))?,
-            resource: format!("{base}/api/v1/partner"),
+            client_authentication: workspace.client_authentication,
+            resource: Some(format!("{base}/api/v1/partner")),
+            tenant: TenantSource::TokenField(QENTRAH_TENANT_FIELD.to_owned()),
             redirect_uri: Url::parse(&format!("{}{callback_path}", app_url.origin()))?,
             scopes: workspace.scopes.iter().map(str::to_owned).collect(),
             start_path: flow_start_path(name.as_str()),

@@ -294,7 +294,7 @@ async fn complete_authorization(
     };
 
     let profile = oauth.provider();
-    let key = ConnectionKey::new(&profile.name, &organization_id, &profile.resource);
+    let key = ConnectionKey::new(&profile.name, &organization_id, profile.resource_key());
     let grant_id = state
         .connections
         .tokens()
