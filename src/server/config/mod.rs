@@ -17,7 +17,7 @@ mod urls;
 pub use database::{DatabaseUrl, PostgresUrl, DEFAULT_DATABASE_URL};
 pub use env::Env;
 pub use providers::{
-    default_scopes, ClientAuthentication, ClientId, ClientSecret, OtherProvider, Scopes,
+    default_scopes, ClientAuthentication, ClientId, ClientSecret, IssPolicy, OtherProvider, Scopes,
     WorkspaceConfig, DEFAULT_PAGE_SIZE, PAGE_SIZE_RANGE,
 };
 pub use secrets::{

@@ -41,6 +41,21 @@ pub struct WorkspaceConfig {
     pub page_size: u32,
     /// How a confidential client authenticates at the token and revocation endpoints.
     pub client_authentication: ClientAuthentication,
+    /// Whether a callback without `iss` is refused (RFC 9207 §2.4).
+    pub iss: IssPolicy,
+}
+
+/// When an authorization response must carry `iss` (RFC 9207 §2.4: a client must refuse one
+/// without it from a provider that sends it, as its metadata says or as configured).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum IssPolicy {
+    /// As the provider's metadata says (`authorization_response_iss_parameter_supported`,
+    /// RFC 9207 §3), read when a callback comes without `iss`: Qentrah's.
+    #[default]
+    FromMetadata,
+    /// Always: known to send it, so its metadata is never asked.
+    Always,
 }
 
 /// How a confidential client authenticates (RFC 6749 §2.3.1; RFC 7591 §2's
@@ -182,6 +197,7 @@ impl WorkspaceConfig {
                 "must be a whole number from 1 to 1000",
             )?,
             client_authentication: ClientAuthentication::ClientSecretPost,
+            iss: IssPolicy::FromMetadata,
         })
     }
 }
@@ -218,6 +234,9 @@ struct ProfileEntry {
     /// `client_secret_post` (the default) or `client_secret_basic`.
     #[serde(default)]
     client_authentication: ClientAuthentication,
+    /// `from_metadata` (the default) or `always`.
+    #[serde(default)]
+    iss: IssPolicy,
 }
 
 /// The providers the profiles file at `PROVIDER_PROFILES_FILE` adds (none when it is unset).
@@ -314,6 +333,7 @@ fn profile(env: &Env<'_>, entry: ProfileEntry) -> Result<OtherProvider, ConfigEr
             .map_err(field("scopes"))?,
             page_size,
             client_authentication: entry.client_authentication,
+            iss: entry.iss,
         },
         name,
     })
@@ -386,12 +406,15 @@ scopes = "organization:read client:read"
             second.workspace.client_authentication,
             ClientAuthentication::ClientSecretPost
         );
-        let basic = format!("{SECOND}client_authentication = \"client_secret_basic\"\n");
+        assert_eq!(second.workspace.iss, IssPolicy::FromMetadata);
+        let basic =
+            format!("{SECOND}client_authentication = \"client_secret_basic\"\niss = \"always\"\n");
         let providers = parse(&basic, &[("SECOND_CLIENT_SECRET", "s3cr3t")]).unwrap();
         assert_eq!(
             providers[0].workspace.client_authentication,
             ClientAuthentication::ClientSecretBasic
         );
+        assert_eq!(providers[0].workspace.iss, IssPolicy::Always);
         assert_eq!(
             second
                 .workspace

@@ -21,7 +21,7 @@ use serde::{Deserialize, Serialize};
 
 use super::authorization::PkceVerifier;
 use super::provider::{ProviderConfig, TenantSource};
-use crate::server::config::{ClientAuthentication, WorkspaceConfig};
+use crate::server::config::{ClientAuthentication, IssPolicy, WorkspaceConfig};
 use crate::server::credentials::{AccessToken, RefreshToken, TokenSet};
 use crate::server::http::{read_capped, CappedReadError};
 use crate::server::ids::OrganizationId;
@@ -211,7 +211,11 @@ impl OAuthClient {
     /// provider may publish metadata later). A fault reading it is an error: the callback
     /// cannot be judged. Metadata naming another issuer than the one configured must not be
     /// used (RFC 8414 §3.3), and is a [`TokenCallError::Refused`]: a configuration to fix.
+    /// A profile that says the provider always sends it ([`IssPolicy::Always`]) asks nothing.
     pub async fn provider_sends_iss(&self, now: SystemTime) -> Result<bool, TokenCallError> {
+        if self.0.provider.iss == IssPolicy::Always {
+            return Ok(true);
+        }
         if let Some(known) = self.known_sends_iss(now) {
             return Ok(known);
         }
@@ -591,12 +595,12 @@ mod tests {
         }
     }
 
-    #[test]
-    fn a_stored_connection_is_served_only_by_the_client_its_grant_was_issued_to() {
-        let config = AppConfig::from_lookup(|name| {
+    /// Qentrah's client, its Workspace at `api_url`.
+    fn qentrah_client(api_url: &str, iss: IssPolicy) -> OAuthClient {
+        let mut config = AppConfig::from_lookup(|name| {
             Some(
                 match name {
-                    "QENTRAH_WORKSPACE_API_URL" => "http://localhost:3000",
+                    "QENTRAH_WORKSPACE_API_URL" => api_url,
                     "QENTRAH_CLIENT_ID" => "partners_client_dev",
                     "PARTNER_APP_URL" => "http://localhost:3001",
                     "SESSION_SECRET" => "0123456789abcdef0123456789abcdef-dev",
@@ -606,11 +610,30 @@ mod tests {
             )
         })
         .unwrap();
-        let client = OAuthClient::new(
+        config.workspace.iss = iss;
+        OAuthClient::new(
             ProviderConfig::qentrah(&config).unwrap(),
             &config.workspace,
-            reqwest::Client::new(),
-        );
+            crate::server::http::http_client(std::time::Duration::from_secs(5)).unwrap(),
+        )
+    }
+
+    #[tokio::test]
+    async fn a_provider_known_to_send_iss_is_not_asked_for_its_metadata() {
+        // Nothing listens on port 9 (discard): asking would be an error, not an answer.
+        let now = SystemTime::UNIX_EPOCH;
+        let always = qentrah_client("http://127.0.0.1:9", IssPolicy::Always);
+        assert!(always.provider_sends_iss(now).await.unwrap());
+        let from_metadata = qentrah_client("http://127.0.0.1:9", IssPolicy::FromMetadata);
+        assert!(matches!(
+            from_metadata.provider_sends_iss(now).await,
+            Err(TokenCallError::Unavailable { .. })
+        ));
+    }
+
+    #[test]
+    fn a_stored_connection_is_served_only_by_the_client_its_grant_was_issued_to() {
+        let client = qentrah_client("http://localhost:3000", IssPolicy::FromMetadata);
         let clients = ClientRegistry::new([client]);
         let served = |provider: &str, client_id: &str| {
             clients

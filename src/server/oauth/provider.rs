@@ -2,7 +2,9 @@
 
 use url::Url;
 
-use crate::server::config::{AppConfig, ClientAuthentication, PartnerAppUrl, WorkspaceConfig};
+use crate::server::config::{
+    AppConfig, ClientAuthentication, IssPolicy, PartnerAppUrl, WorkspaceConfig,
+};
 use crate::server::ids::ProviderId;
 use crate::vocabulary::{flow_callback_path, flow_start_path};
 
@@ -15,8 +17,10 @@ pub struct ProviderConfig {
     /// The issuer we expect in `iss` (RFC 9207): the Workspace base URL.
     pub issuer: String,
     /// Its authorization server metadata (RFC 8414 §3), read for whether it sends `iss` on
-    /// every authorization response (RFC 9207 §3).
+    /// every authorization response (RFC 9207 §3) when [`Self::iss`] says to.
     pub metadata_url: Url,
+    /// When a callback without `iss` is refused.
+    pub iss: IssPolicy,
     pub authorize_url: Url,
     pub token_url: Url,
     pub revocation_url: Url,
@@ -87,6 +91,7 @@ impl ProviderConfig {
         Ok(Self {
             issuer: base.to_owned(),
             metadata_url: metadata_url(base)?,
+            iss: workspace.iss,
             authorize_url: Url::parse(&format!("{base}/oauth/authorize"))?,
             token_url: Url::parse(&format!("{base}/oauth/token"))?,
             revocation_url: Url::parse(&format!("{base}/oauth/revoke"))?,
