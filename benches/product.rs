@@ -186,21 +186,21 @@ async fn refresh_under_contention(report: &mut Report) {
 }
 
 async fn vault_cost(report: &mut Report) {
-    use qentrah_connect::server::config::{DatabaseUrl, SessionSecret, VaultKeys};
-    use qentrah_connect::server::ids::{OrganizationId, ProviderId};
-    use qentrah_connect::server::vault::{
+    use qentrah_connect::server::connections::{
         AccessToken, ConnectionKey, ConnectionStore, RefreshToken, TokenSet,
     };
+    use qentrah_connect::server::ids::{OrganizationId, ProviderId};
+    use qentrah_connect::server::platform::config::{DatabaseUrl, SessionSecret, VaultKeys};
     use std::sync::Arc;
 
     let dir = tempfile::tempdir().unwrap();
     let url = format!("sqlite://{}", dir.path().join("bench.db").display());
-    let db = qentrah_connect::server::db::connect(&DatabaseUrl::parse(&url).unwrap())
+    let db = qentrah_connect::server::platform::db::connect(&DatabaseUrl::parse(&url).unwrap())
         .await
         .unwrap();
     let keyring = VaultKeys::default().keyring(&SessionSecret::parse("b".repeat(40)).unwrap());
     let store = ConnectionStore::new(db.clone(), Arc::new(keyring));
-    let qentrah_connect::server::db::Db::Sqlite(db) = db else {
+    let qentrah_connect::server::platform::db::Db::Sqlite(db) = db else {
         panic!("the vault bench runs on SQLite")
     };
     let key = ConnectionKey::new(

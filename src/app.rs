@@ -21,7 +21,7 @@ pub fn shell(options: LeptosOptions) -> impl IntoView {
         use_context::<leptos_axum::ResponseOptions>(),
     ) {
         if let Ok(value) =
-            axum::http::HeaderValue::from_str(&crate::server::security::page_csp(&nonce))
+            axum::http::HeaderValue::from_str(&crate::server::web::security::page_csp(&nonce))
         {
             response.insert_header(axum::http::header::CONTENT_SECURITY_POLICY, value);
         }

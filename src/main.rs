@@ -3,9 +3,10 @@
 use std::process::ExitCode;
 use std::sync::Arc;
 
-use qentrah_connect::server::clock::SystemClock;
+use qentrah_connect::server::platform::clock::SystemClock;
+use qentrah_connect::server::platform::telemetry;
 use qentrah_connect::server::startup::{shutdown_signal, Application};
-use qentrah_connect::server::{telemetry, AppConfig};
+use qentrah_connect::server::AppConfig;
 
 /// The file the server reads its Leptos runtime options from (overridable by `LEPTOS_*`).
 const LEPTOS_CONFIG_FILE: &str = "Leptos.toml";

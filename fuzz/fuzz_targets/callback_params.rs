@@ -3,7 +3,7 @@
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
-use qentrah_connect::server::oauth::authorization::{judge_callback, safe_return_to, CallbackParams, CallbackStep};
+use qentrah_connect::server::providers::oauth::authorization::{judge_callback, safe_return_to, CallbackParams, CallbackStep};
 
 fuzz_target!(|data: &[u8]| {
     let query = String::from_utf8_lossy(data);

@@ -3,8 +3,8 @@
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
-use qentrah_connect::server::workspace::parse_error_body;
-use qentrah_connect::server::workspace::records::{parse_organization, parse_page};
+use qentrah_connect::server::providers::qentrah::parse_error_body;
+use qentrah_connect::server::providers::qentrah::records::{parse_organization, parse_page};
 
 fuzz_target!(|data: &[u8]| {
     let _ = parse_error_body(data);

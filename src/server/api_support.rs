@@ -1,12 +1,12 @@
 //! What the server functions in `crate::api` stand on: the state, the session, the browser's
 //! connection, and the HTTP status of a failure.
 
-use super::clock::to_unix;
 use super::connections::Connections;
-use super::session::BrowserSession;
 use super::state::AppState;
-use super::vault::{ConnectionAccess, RequestScope};
 use crate::api::AppError;
+use crate::server::connections::{ConnectionAccess, RequestScope};
+use crate::server::identity::session::BrowserSession;
+use crate::server::platform::clock::to_unix;
 
 /// A server function's work for this browser's connection: `work` gets the connections
 /// service and the request's handle on the connection (read from the vault once per request,
@@ -76,7 +76,7 @@ async fn connection_access(state: &AppState) -> Result<ConnectionAccess, AppErro
         .keep_alive(now)
         .await
         .map_err(|error| AppError::internal("renewing the session", &error))?;
-    // The page request's scope when this runs inside one (see `routes::router`).
+    // The page request's scope when this runs inside one (see `web::router`).
     let scope = leptos::prelude::use_context::<RequestScope>().unwrap_or_default();
     Ok(scope.access(&binding))
 }

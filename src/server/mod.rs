@@ -3,44 +3,29 @@
 
 /// What the server functions in `crate::api` stand on.
 pub mod api_support;
-/// The injected clock: the only place allowed to read the system time.
-pub mod clock;
-/// Typed, validated configuration from the environment (and a provider profiles file).
-pub mod config;
-/// The connections service: a session's connection, its data, disconnecting it.
+/// Connections: sealed rows, single-flight refresh, a request's handle, and the service the
+/// server functions (and later the public API) call. The only place token plaintext exists.
 pub mod connections;
 /// OAuth tokens as secret newtypes (redacting `Debug`, never `Serialize`).
 pub mod credentials;
-/// Sealing secrets at rest (keyring: AEAD, key ids, rotation) and key derivation.
-pub mod crypto;
-/// The database pool and embedded migrations.
-pub mod db;
-/// The shared outbound HTTP client (timeouts, no redirects, no proxy) and capped reads.
-pub mod http;
+/// Who is asking: the typed browser session (ready for a signed-in user).
+pub mod identity;
 /// Identifiers parsed at the edge (`OrganizationId`, `ProviderId`).
 pub mod ids;
-/// OAuth 2.1 + PKCE: authorization URL, callback, token calls, flows in progress.
-pub mod oauth;
-/// The providers as data: profiles, OAuth clients, partner API clients.
+/// The bottom layer: configuration, the database, the clock, telemetry, the HTTP client,
+/// crypto. Knows nothing of providers or connections.
+pub mod platform;
+/// The providers as data: profiles, OAuth (flows, token calls), partner API clients.
 pub mod providers;
-/// Plain axum routes (health) and the router that joins them with Leptos.
-pub mod routes;
-/// Security headers, cross-site refusal, rate limits.
-pub mod security;
-/// Session cookie settings and the session store.
-pub mod session;
 /// From configuration to a serving application.
 pub mod startup;
 /// The state every handler and server function shares.
 pub mod state;
-/// Logging and per-request spans.
-pub mod telemetry;
-/// The token vault: the only place token plaintext exists.
-pub mod vault;
-/// The Workspace partner API client.
-pub mod workspace;
+/// The HTTP surface: one router per surface with its own layers, security headers, the OAuth
+/// routes.
+pub mod web;
 
-pub use config::AppConfig;
+pub use platform::config::AppConfig;
 pub use state::AppState;
 
 /// Writes an error and its causes on one line (`a: b: c`).

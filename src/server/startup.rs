@@ -7,16 +7,16 @@ use std::sync::Arc;
 use leptos::config::LeptosOptions;
 use tokio::net::TcpListener;
 
-use super::clock::SharedClock;
-use super::config::AppConfig;
 use super::connections::Connections;
-use super::db::{self, DbError};
-use super::http::http_client;
-use super::oauth::flow_store::FlowStore;
 use super::providers::{ProviderError, ProviderRegistry};
 use super::state::AppState;
-use super::vault::{ConnectionStore, TokenManager};
-use super::{routes, session};
+use crate::server::connections::{ConnectionStore, TokenManager};
+use crate::server::platform::clock::SharedClock;
+use crate::server::platform::config::AppConfig;
+use crate::server::platform::db::{self, DbError};
+use crate::server::platform::http::http_client;
+use crate::server::providers::oauth::flow_store::FlowStore;
+use crate::server::{identity::session, web};
 
 /// Why the app could not start.
 #[derive(thiserror::Error)]
@@ -79,7 +79,7 @@ impl Application {
             config.http_timeout,
         );
         let connections = Connections::new(tokens, providers.clone());
-        let auth_rate_limiter = super::security::RateLimiter::new(
+        let auth_rate_limiter = crate::server::web::security::RateLimiter::new(
             config.auth_rate_limit_per_minute,
             std::time::Duration::from_secs(60),
         );
@@ -93,7 +93,7 @@ impl Application {
             providers,
             connections,
         };
-        let router = routes::router(state.clone());
+        let router = web::router(state.clone());
         Ok(Self {
             listener,
             router,

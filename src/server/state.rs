@@ -3,12 +3,12 @@ use std::sync::Arc;
 use axum::extract::FromRef;
 use leptos::config::LeptosOptions;
 
-use super::clock::SharedClock;
-use super::config::AppConfig;
 use super::connections::Connections;
-use super::db::Db;
-use super::oauth::flow_store::FlowStore;
 use super::providers::ProviderRegistry;
+use crate::server::platform::clock::SharedClock;
+use crate::server::platform::config::AppConfig;
+use crate::server::platform::db::Db;
+use crate::server::providers::oauth::flow_store::FlowStore;
 
 /// What every handler and server function shares; `leptos_routes_with_context` provides it
 /// to server functions as context, axum extractors take the parts they need via `FromRef`.
@@ -25,5 +25,5 @@ pub struct AppState {
     /// Connections: the token manager and the partner API client, side by side.
     pub connections: Connections,
     /// Per-address limit on the OAuth routes.
-    pub auth_rate_limiter: super::security::RateLimiter,
+    pub auth_rate_limiter: crate::server::web::security::RateLimiter,
 }

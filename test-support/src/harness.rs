@@ -6,7 +6,7 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
-use qentrah_connect::server::clock::ManualClock;
+use qentrah_connect::server::platform::clock::ManualClock;
 use qentrah_connect::server::startup::Application;
 use qentrah_connect::server::{AppConfig, AppState};
 use qentrah_dev_workspace::{DevWorkspace, DevWorkspaceConfig};

@@ -8,7 +8,7 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, SystemTime};
 
-use qentrah_connect::server::clock::ManualClock;
+use qentrah_connect::server::platform::clock::ManualClock;
 use qentrah_dev_workspace::{DevWorkspaceConfig, Endpoint};
 use serde_json::json;
 use tokio::net::{TcpListener, TcpStream};
@@ -292,18 +292,19 @@ async fn wait_for(condition: impl Fn() -> bool) {
 /// instance's gives up with `Busy` (a retryable page), rather than queueing forever.
 #[tokio::test]
 async fn waiting_for_another_instances_refresh_is_bounded() {
-    use qentrah_connect::server::config::{DatabaseUrl, SessionSecret, VaultKeys};
-    use qentrah_connect::server::ids::{OrganizationId, ProviderId};
-    use qentrah_connect::server::vault::{
+    use qentrah_connect::server::connections::{
         AccessToken, ConnectionKey, ConnectionStore, RefreshToken, TokenSet, VaultError,
     };
+    use qentrah_connect::server::ids::{OrganizationId, ProviderId};
+    use qentrah_connect::server::platform::config::{DatabaseUrl, SessionSecret, VaultKeys};
 
     let Some(database) = TestDatabase::postgres_or_skip().await else {
         return;
     };
-    let db = qentrah_connect::server::db::connect(&DatabaseUrl::parse(&database.url).unwrap())
-        .await
-        .unwrap();
+    let db =
+        qentrah_connect::server::platform::db::connect(&DatabaseUrl::parse(&database.url).unwrap())
+            .await
+            .unwrap();
     let keyring = || {
         Arc::new(
             VaultKeys::default()
@@ -313,7 +314,7 @@ async fn waiting_for_another_instances_refresh_is_bounded() {
     // Two stores on separate pools: two instances.
     let first = ConnectionStore::new(db, keyring());
     let other_db =
-        qentrah_connect::server::db::connect(&DatabaseUrl::parse(&database.url).unwrap())
+        qentrah_connect::server::platform::db::connect(&DatabaseUrl::parse(&database.url).unwrap())
             .await
             .unwrap();
     let second = ConnectionStore::new(other_db, keyring());

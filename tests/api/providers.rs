@@ -3,8 +3,8 @@
 //! data beside Qentrah's, and nothing of one provider reaches the other. Its client
 //! authentication method is the profile's too.
 
+use qentrah_connect::server::connections::{Binding, ConnectionAccess, ConnectionKey};
 use qentrah_connect::server::ids::{OrganizationId, ProviderId};
-use qentrah_connect::server::vault::{Binding, ConnectionAccess, ConnectionKey};
 use qentrah_connect::server::AppState;
 use qentrah_dev_workspace::{
     ClientAuthMethod, ClientRegistration, DevWorkspace, DevWorkspaceConfig, CONFIDENTIAL_CLIENT_ID,

@@ -6,10 +6,10 @@ use std::sync::Arc;
 use std::time::SystemTime;
 
 use super::authorization::{digest, PkceVerifier, State, FLOW_LIFETIME};
-use crate::server::clock::{from_unix, to_unix};
-use crate::server::crypto::{Keyring, Sealed};
-use crate::server::db::{on_pool, Db};
 use crate::server::ids::ProviderId;
+use crate::server::platform::clock::{from_unix, to_unix};
+use crate::server::platform::crypto::{Keyring, Sealed};
+use crate::server::platform::db::{on_pool, Db};
 
 /// A flow taken back by its callback.
 #[derive(Debug)]
@@ -24,7 +24,7 @@ pub enum FlowStoreError {
     #[error("the flow store's database failed")]
     Database(#[from] sqlx::Error),
     #[error("a flow's verifier could not be sealed or opened")]
-    Cipher(#[from] crate::server::vault::CipherError),
+    Cipher(#[from] crate::server::platform::crypto::CipherError),
 }
 
 #[derive(Debug, Clone)]
@@ -143,13 +143,14 @@ crate::server::debug_with_causes!(FlowStoreError);
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::server::config::{DatabaseUrl, SessionSecret, VaultKeys};
+    use crate::server::platform::config::{DatabaseUrl, SessionSecret, VaultKeys};
     use std::time::Duration;
 
     async fn store() -> FlowStore {
-        let db = crate::server::db::connect(&DatabaseUrl::parse("sqlite::memory:").unwrap())
-            .await
-            .unwrap();
+        let db =
+            crate::server::platform::db::connect(&DatabaseUrl::parse("sqlite::memory:").unwrap())
+                .await
+                .unwrap();
         let keyring = VaultKeys::default().keyring(&SessionSecret::parse("s".repeat(40)).unwrap());
         FlowStore::new(db, Arc::new(keyring))
     }

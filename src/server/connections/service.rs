@@ -3,14 +3,14 @@
 //! functions call it today; the public API will call the same service. It stands on the token
 //! manager and the partner API client, side by side: the client holds no tokens.
 
-use super::clock::to_unix;
-use super::providers::ProviderRegistry;
-use super::vault::{
-    Binding, ConnectionAccess, ConnectionState, TokenError, TokenManager, VaultError,
-};
-use super::workspace::{AuthorizedWorkspace, WorkspaceError};
 use crate::api::AppError;
 use crate::domain::{self, ConnectionView, DashboardView, ListKind, OrganizationView, RecordPage};
+use crate::server::connections::{
+    Binding, ConnectionAccess, ConnectionState, TokenError, TokenManager, VaultError,
+};
+use crate::server::platform::clock::to_unix;
+use crate::server::providers::qentrah::{AuthorizedWorkspace, WorkspaceError};
+use crate::server::providers::ProviderRegistry;
 
 /// A list cursor longer than this is not one the Workspace issued: refused as the caller's
 /// mistake before anything is sent.

@@ -12,16 +12,16 @@ use axum::Router;
 use secrecy::SecretString;
 
 use crate::domain::ConnectFailure;
+use crate::server::connections::{Binding, ConnectionKey};
+use crate::server::identity::session::BrowserSession;
 use crate::server::ids::ProviderId;
-use crate::server::oauth::authorization::{
+use crate::server::providers::oauth::authorization::{
     self, CallbackParams, CallbackRefusal, CallbackStep, PkceVerifier,
 };
-use crate::server::oauth::flow_store::ConsumedFlow;
-use crate::server::oauth::{OAuthClient, Revocable, TokenCallError};
+use crate::server::providers::oauth::flow_store::ConsumedFlow;
+use crate::server::providers::oauth::{OAuthClient, Revocable, TokenCallError};
 use crate::server::providers::ProviderRegistry;
-use crate::server::session::BrowserSession;
 use crate::server::state::AppState;
-use crate::server::vault::{Binding, ConnectionKey};
 
 /// The flow's two routes for every provider, at the paths its profile names.
 pub fn router(providers: &ProviderRegistry) -> Router<AppState> {

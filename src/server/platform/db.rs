@@ -12,7 +12,7 @@ use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
 use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous};
 use sqlx::{PgPool, SqlitePool};
 
-use super::config::DatabaseUrl;
+use crate::server::platform::config::DatabaseUrl;
 
 /// The pool every request shares.
 #[derive(Debug, Clone)]
@@ -26,8 +26,8 @@ pub enum Db {
 macro_rules! on_pool {
     ($db:expr, $pool:ident => $body:expr) => {
         match $db {
-            $crate::server::db::Db::Sqlite($pool) => $body,
-            $crate::server::db::Db::Postgres($pool) => $body,
+            $crate::server::platform::db::Db::Sqlite($pool) => $body,
+            $crate::server::platform::db::Db::Postgres($pool) => $body,
         }
     };
 }

@@ -270,8 +270,9 @@ mod tests {
             authorize_url: Url::parse("http://localhost:3000/oauth/authorize").unwrap(),
             token_url: Url::parse("http://localhost:3000/oauth/token").unwrap(),
             revocation_url: Url::parse("http://localhost:3000/oauth/revoke").unwrap(),
-            client_authentication: crate::server::config::ClientAuthentication::ClientSecretPost,
-            iss: crate::server::config::IssPolicy::FromMetadata,
+            client_authentication:
+                crate::server::platform::config::ClientAuthentication::ClientSecretPost,
+            iss: crate::server::platform::config::IssPolicy::FromMetadata,
             resource: Some("http://localhost:3000/api/v1/partner".into()),
             tenant: super::super::provider::TenantSource::TokenField("organization_id".into()),
             redirect_uri: Url::parse("http://localhost:3001/api/auth/qentrah/callback").unwrap(),

@@ -2,10 +2,10 @@
 
 use url::Url;
 
-use crate::server::config::{
+use crate::server::ids::ProviderId;
+use crate::server::platform::config::{
     AppConfig, ClientAuthentication, IssPolicy, PartnerAppUrl, WorkspaceConfig,
 };
-use crate::server::ids::ProviderId;
 use crate::vocabulary::{flow_callback_path, flow_start_path};
 
 /// One OAuth provider's endpoints and our registration with it. Built from configuration, not

@@ -6,7 +6,7 @@ use std::fmt;
 use secrecy::{ExposeSecret, SecretString};
 
 use super::{var, ConfigError};
-use crate::server::crypto::{kdf, KeyMaterial, Keyring};
+use crate::server::platform::crypto::{kdf, KeyMaterial, Keyring};
 
 /// The minimum length of `SESSION_SECRET`, in characters.
 pub const SESSION_SECRET_MIN_CHARS: usize = 32;

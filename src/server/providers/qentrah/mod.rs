@@ -1,4 +1,5 @@
-//! The Workspace partner API client: the bearer token only in the `Authorization` header
+//! Qentrah's provider-specific part, its partner API client (the profile itself is data, in
+//! `providers::oauth::provider`): the bearer token only in the `Authorization` header
 //! (RFC 6750 §2.1), one forced refresh and one retry when the Workspace rejects a token, and the
 //! Workspace's error codes mapped to a typed error.
 
@@ -9,8 +10,8 @@ use serde_json::Value;
 
 use self::records::{parse_organization, parse_page, ParseError};
 use crate::domain::{DashboardView, OrganizationView, RecordPage};
-use crate::server::vault::tokens::{Rejection, TokenError};
-use crate::server::vault::{
+use crate::server::connections::tokens::{Rejection, TokenError};
+use crate::server::connections::{
     AccessToken, BearerCallError, BearerRefused, ConnectionAccess, ConnectionKey, TokenManager,
 };
 
@@ -51,7 +52,7 @@ pub enum WorkspaceError {
     #[error("the Workspace refused the list cursor")]
     CursorRefused,
     #[error("the token vault failed")]
-    Vault(#[source] crate::server::vault::VaultError),
+    Vault(#[source] crate::server::connections::VaultError),
 }
 
 impl From<TokenError> for WorkspaceError {
@@ -416,7 +417,7 @@ impl AuthorizedWorkspace<'_> {
 }
 
 async fn read_limited(response: reqwest::Response) -> Result<Vec<u8>, WorkspaceError> {
-    use crate::server::http::{read_capped, CappedReadError};
+    use crate::server::platform::http::{read_capped, CappedReadError};
     read_capped(response, MAX_RESPONSE_BYTES)
         .await
         .map_err(|error| WorkspaceError::Unavailable {

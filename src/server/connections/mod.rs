@@ -1,12 +1,16 @@
-//! The token vault: the only module that holds token plaintext. Tokens arrive from the OAuth
-//! client as the newtypes below, are sealed before they touch the database, and leave only as an
-//! `Authorization` header value built by the Workspace client.
+//! Connections, and the token vault inside them: the only module that holds token plaintext.
+//! Tokens arrive from the OAuth client as the credential newtypes, are sealed before they touch
+//! the database (`store`), are refreshed single-flight in and across instances (`tokens`), and
+//! leave only as an `Authorization` header value built by a partner API client. A request
+//! holds one handle on its connection (`access`); the service (`service`) is what the server
+//! functions, and later the public API, call.
 //!
 //! Connections are keyed by (provider, organization, resource), so other providers and
 //! resources (marketplace installs, other hubs) fit beside Qentrah's partner API.
 
 pub mod access;
 mod queue;
+mod service;
 pub mod store;
 pub mod tokens;
 
@@ -15,8 +19,9 @@ use std::time::SystemTime;
 use crate::server::ids::{OrganizationId, ProviderId};
 
 pub use crate::server::credentials::{AccessToken, RefreshToken, TokenSet};
-pub use crate::server::crypto::{CipherError, Keyring};
+pub use crate::server::platform::crypto::{CipherError, Keyring};
 pub use access::{ConnectionAccess, RequestScope};
+pub use service::Connections;
 pub use store::{ConnectionStore, RefreshLease};
 pub use tokens::{BearerCallError, BearerRefused, TokenError, TokenManager};
 

@@ -15,11 +15,12 @@ use tower_http::request_id::{MakeRequestUuid, PropagateRequestIdLayer, SetReques
 use tower_http::trace::{DefaultOnResponse, TraceLayer};
 
 mod oauth;
+pub mod security;
 
-use super::state::AppState;
-use super::vault::RequestScope;
-use super::{session, telemetry};
 use crate::app::{shell, App};
+use crate::server::connections::RequestScope;
+use crate::server::state::AppState;
+use crate::server::{identity::session, platform::telemetry};
 
 /// The whole application: one router per surface, each with the layers it needs, joined under
 /// the few every response gets (request id, trace span, security headers). A surface that is
@@ -32,7 +33,7 @@ pub fn router(state: AppState) -> Router {
         .merge(browser_router(&state))
         .layer(middleware::from_fn_with_state(
             state.clone(),
-            super::security::security_headers,
+            crate::server::web::security::security_headers,
         ))
         .with_state(state)
         // Outermost last: the id is set first, then the span sees it, then it is echoed back.
@@ -58,13 +59,15 @@ fn browser_router(state: &AppState) -> Router<AppState> {
             &state.config.partner_app_url,
             &state.config.session_secret,
         ))
-        .layer(middleware::from_fn(super::security::caller_errors_are_4xx))
         .layer(middleware::from_fn(
-            super::security::no_store_session_responses,
+            crate::server::web::security::caller_errors_are_4xx,
+        ))
+        .layer(middleware::from_fn(
+            crate::server::web::security::no_store_session_responses,
         ))
         .layer(middleware::from_fn_with_state(
             state.clone(),
-            super::security::refuse_cross_site,
+            crate::server::web::security::refuse_cross_site,
         ))
         .layer(middleware::from_fn_with_state(
             state.clone(),
@@ -95,7 +98,7 @@ fn pages_router(state: &AppState) -> Router<AppState> {
 fn oauth_router(state: &AppState) -> Router<AppState> {
     oauth::router(&state.providers).route_layer(middleware::from_fn_with_state(
         state.clone(),
-        super::security::limit_auth_routes,
+        crate::server::web::security::limit_auth_routes,
     ))
 }
 
@@ -114,7 +117,7 @@ async fn healthz() -> impl IntoResponse {
 
 /// The instance can serve traffic: its database answers.
 async fn readyz(State(state): State<AppState>) -> impl IntoResponse {
-    if super::db::is_reachable(&state.db, Duration::from_secs(2)).await {
+    if crate::server::platform::db::is_reachable(&state.db, Duration::from_secs(2)).await {
         (StatusCode::OK, no_store(), "ready\n")
     } else {
         tracing::warn!("readiness check failed: database unreachable");

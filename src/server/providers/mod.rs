@@ -3,12 +3,15 @@
 //! Qentrah comes first, from the brief's `QENTRAH_*` variables (its connection is the one the
 //! pages show); others are added by configuration ([`AppConfig::other_providers`]).
 
+pub mod oauth;
+pub mod qentrah;
+
 use std::sync::Arc;
 
-use super::config::{AppConfig, WorkspaceConfig};
-use super::ids::ProviderId;
-use super::oauth::{ClientRegistry, OAuthClient, ProviderConfig};
-use super::workspace::WorkspaceClient;
+use crate::server::ids::ProviderId;
+use crate::server::platform::config::{AppConfig, WorkspaceConfig};
+use crate::server::providers::oauth::{ClientRegistry, OAuthClient, ProviderConfig};
+use crate::server::providers::qentrah::WorkspaceClient;
 
 /// Why the configured providers cannot be served.
 #[derive(Debug, thiserror::Error)]

@@ -18,8 +18,8 @@ use super::{
     AccessToken, Binding, ConnectionInfo, ConnectionKey, ConnectionState, ConnectionStore,
     TokenSet, VaultError,
 };
-use crate::server::clock::SharedClock;
-use crate::server::oauth::{ClientRegistry, OAuthClient, Revocable, TokenCallError};
+use crate::server::platform::clock::SharedClock;
+use crate::server::providers::oauth::{ClientRegistry, OAuthClient, Revocable, TokenCallError};
 
 /// Refresh this long before the access token expires, so a request never leaves with a token
 /// that dies on the way; for short-lived tokens, half their lifetime instead (see

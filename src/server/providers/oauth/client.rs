@@ -21,10 +21,10 @@ use serde::{Deserialize, Serialize};
 
 use super::authorization::PkceVerifier;
 use super::provider::{ProviderConfig, TenantSource};
-use crate::server::config::{ClientAuthentication, IssPolicy, WorkspaceConfig};
 use crate::server::credentials::{AccessToken, RefreshToken, TokenSet};
-use crate::server::http::{read_capped, CappedReadError};
 use crate::server::ids::OrganizationId;
+use crate::server::platform::config::{ClientAuthentication, IssPolicy, WorkspaceConfig};
+use crate::server::platform::http::{read_capped, CappedReadError};
 
 /// Which OAuth client (client id and secret, on its provider's endpoints) serves a provider's
 /// flows and its stored connections. Looked up, not held: one source today (configuration, one
@@ -575,7 +575,7 @@ fn map_error(error: RequestTokenError<TokenHttpError, BasicErrorResponse>) -> To
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::server::config::AppConfig;
+    use crate::server::platform::config::AppConfig;
 
     #[test]
     fn the_tenant_is_read_from_the_field_the_profile_names() {
@@ -614,7 +614,7 @@ mod tests {
         OAuthClient::new(
             ProviderConfig::qentrah(&config).unwrap(),
             &config.workspace,
-            crate::server::http::http_client(std::time::Duration::from_secs(5)).unwrap(),
+            crate::server::platform::http::http_client(std::time::Duration::from_secs(5)).unwrap(),
         )
     }
 

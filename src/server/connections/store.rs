@@ -1,6 +1,6 @@
 //! Connections in the database. Token columns are bound as ciphertext bytes through explicit
 //! sqlx parameters; no token type is ever serialized. Every query is written once for both
-//! databases (see [`crate::server::db`]).
+//! databases (see [`crate::server::platform::db`]).
 
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};
@@ -9,11 +9,11 @@ use super::{
     AccessToken, Connection, ConnectionInfo, ConnectionKey, ConnectionState, RefreshToken,
     TokenSet, VaultError,
 };
-use crate::server::clock::{from_unix, to_unix};
-use crate::server::crypto::{Keyring, Sealed};
-use crate::server::db::{on_pool, Db};
 #[cfg(test)]
 use crate::server::ids::OrganizationId;
+use crate::server::platform::clock::{from_unix, to_unix};
+use crate::server::platform::crypto::{Keyring, Sealed};
+use crate::server::platform::db::{on_pool, Db};
 
 /// When a token response has no `expires_in`, assume the access token lives this long: short,
 /// so the app refreshes early rather than sending a token the server has already dropped.
@@ -506,10 +506,10 @@ impl ConnectionStore {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::server::config::{DatabaseUrl, SessionSecret, VaultKeys};
-    use crate::server::crypto::KeyMaterial;
+    use crate::server::connections::CipherError;
     use crate::server::ids::ProviderId;
-    use crate::server::vault::CipherError;
+    use crate::server::platform::config::{DatabaseUrl, SessionSecret, VaultKeys};
+    use crate::server::platform::crypto::KeyMaterial;
     use std::time::UNIX_EPOCH;
 
     #[test]
@@ -537,7 +537,7 @@ mod tests {
     }
 
     async fn memory_db() -> Db {
-        crate::server::db::connect(&DatabaseUrl::parse("sqlite::memory:").unwrap())
+        crate::server::platform::db::connect(&DatabaseUrl::parse("sqlite::memory:").unwrap())
             .await
             .unwrap()
     }

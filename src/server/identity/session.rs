@@ -8,10 +8,10 @@ use tower_sessions::session_store::{self, ExpiredDeletion, SessionStore};
 use tower_sessions::{Expiry, SessionManagerLayer};
 use tower_sessions_sqlx_store::{PostgresStore, SqliteStore};
 
-use super::config::{PartnerAppUrl, SessionSecret};
-use super::db::Db;
-use super::ids::{OrganizationId, ProviderId};
-use super::vault::{Binding, ConnectionKey};
+use crate::server::connections::{Binding, ConnectionKey};
+use crate::server::ids::{OrganizationId, ProviderId};
+use crate::server::platform::config::{PartnerAppUrl, SessionSecret};
+use crate::server::platform::db::Db;
 
 /// How long a session lives without use.
 pub const SESSION_IDLE_LIFETIME: time::Duration = time::Duration::days(7);
@@ -54,7 +54,7 @@ pub fn layer(
 /// The secret is exposed only to the HKDF extract step.
 fn cookie_key(secret: &SessionSecret) -> Key {
     let mut okm = [0u8; 64];
-    crate::server::crypto::kdf::derive(
+    crate::server::platform::crypto::kdf::derive(
         secret.expose().as_bytes(),
         b"session-cookie-signing-v1",
         &mut okm,
@@ -295,8 +295,8 @@ mod tests {
         use tower::ServiceExt;
         use tower_sessions::Session;
 
-        let db = crate::server::db::connect(
-            &crate::server::config::DatabaseUrl::parse("sqlite::memory:").unwrap(),
+        let db = crate::server::platform::db::connect(
+            &crate::server::platform::config::DatabaseUrl::parse("sqlite::memory:").unwrap(),
         )
         .await
         .unwrap();

@@ -11,8 +11,8 @@ use axum::http::{header, HeaderMap, HeaderName, HeaderValue, Method, StatusCode}
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 
-use super::state::AppState;
 use crate::api::AppError;
+use crate::server::state::AppState;
 
 /// The page CSP: scripts only from us or carrying this response's nonce (Leptos puts it on its
 /// hydration scripts), wasm compilation allowed, no framing, no plugins, forms only to us.

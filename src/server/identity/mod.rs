@@ -1,0 +1,5 @@
+//! Who is asking. Today an anonymous browser with its session; a signed-in user and API keys
+//! join here.
+
+/// Session cookie settings, the session store, and the typed `BrowserSession`.
+pub mod session;
