@@ -156,7 +156,7 @@ e2e:
 # cargo rebuild every dependency, and an unoptimized build costs a fraction of an optimized one
 # (fewer runs in the same seconds, and overflow checks on, which makes the fuzzer stricter).
 FUZZ_SECONDS ?= 20
-FUZZ_TARGETS := workspace_response callback_params
+FUZZ_TARGETS := workspace_response callback_params webhook_delivery
 fuzz:
 	@mkdir -p target
 	@for target in $(FUZZ_TARGETS); do \

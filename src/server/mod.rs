@@ -12,6 +12,8 @@ pub mod credentials;
 pub mod identity;
 /// Identifiers parsed at the edge (`OrganizationId`, `ProviderId`).
 pub mod ids;
+/// Marketplace installs: signed install webhooks, their lifecycle, the delivered clients.
+pub mod installations;
 /// The bottom layer: configuration, the database, the clock, telemetry, the HTTP client,
 /// crypto. Knows nothing of providers or connections.
 pub mod platform;

@@ -83,8 +83,16 @@ impl Application {
             config.auth_rate_limit_per_minute,
             std::time::Duration::from_secs(60),
         );
+        if !config.webhooks.enabled() {
+            tracing::info!(
+                "marketplace webhooks are off (QENTRAH_WEBHOOK_SECRETS is not set): /api/webhooks/qentrah is not served"
+            );
+        }
+        let installations =
+            crate::server::installations::InstallationStore::new(db.clone(), keyring.clone());
         let state = AppState {
             auth_rate_limiter,
+            installations,
             leptos_options,
             config: Arc::new(config),
             flows: FlowStore::new(db.clone(), keyring),

@@ -26,4 +26,6 @@ pub struct AppState {
     pub connections: Connections,
     /// Per-address limit on the OAuth routes.
     pub auth_rate_limiter: crate::server::web::security::RateLimiter,
+    /// Marketplace installations, as delivered by signed webhooks.
+    pub installations: crate::server::installations::InstallationStore,
 }

@@ -17,3 +17,4 @@ mod pages;
 mod product;
 mod providers;
 mod security;
+mod webhooks;

@@ -16,6 +16,7 @@ use tower_http::trace::{DefaultOnResponse, TraceLayer};
 
 mod oauth;
 pub mod security;
+mod webhooks;
 
 use crate::app::{shell, App};
 use crate::server::connections::RequestScope;
@@ -30,6 +31,7 @@ use crate::server::{identity::session, platform::telemetry};
 pub fn router(state: AppState) -> Router {
     Router::new()
         .merge(health_router())
+        .merge(webhooks::router(&state))
         .merge(browser_router(&state))
         .layer(middleware::from_fn_with_state(
             state.clone(),

@@ -13,6 +13,7 @@ mod env;
 mod providers;
 mod secrets;
 mod urls;
+mod webhooks;
 
 pub use database::{DatabaseUrl, PostgresUrl, DEFAULT_DATABASE_URL};
 pub use env::Env;
@@ -24,6 +25,7 @@ pub use secrets::{
     parse_key, SessionSecret, VaultKeys, DEVELOPMENT_SESSION_SECRET, SESSION_SECRET_MIN_CHARS,
 };
 pub use urls::{PartnerAppUrl, WorkspaceApiUrl};
+pub use webhooks::{WebhookConfig, WebhookSecret};
 
 /// The variables, by the exact names the Qentrah integration brief gives them.
 pub mod var {
@@ -42,6 +44,9 @@ pub mod var {
     pub const PAGE_SIZE: &str = "QENTRAH_PAGE_SIZE";
     /// A TOML file of provider profiles beside Qentrah's (secrets stay in the environment).
     pub const PROVIDER_PROFILES_FILE: &str = "PROVIDER_PROFILES_FILE";
+    pub const WEBHOOK_SECRETS: &str = "QENTRAH_WEBHOOK_SECRETS";
+    pub const WEBHOOK_TOLERANCE_SECS: &str = "QENTRAH_WEBHOOK_TOLERANCE_SECS";
+    pub const UNINSTALL_DATA_RETENTION_HOURS: &str = "UNINSTALL_DATA_RETENTION_HOURS";
 }
 
 /// How long one call to the Workspace may take, by default.
@@ -87,6 +92,8 @@ pub struct AppConfig {
     /// Providers beside Qentrah, each a Workspace-like OAuth provider of its own, from the
     /// profiles file (`PROVIDER_PROFILES_FILE`).
     pub other_providers: Vec<OtherProvider>,
+    /// Marketplace install webhooks (off without `QENTRAH_WEBHOOK_SECRETS`).
+    pub webhooks: WebhookConfig,
 }
 
 impl AppConfig {
@@ -138,6 +145,7 @@ impl AppConfig {
                 DatabaseUrl::parse,
             )?,
             other_providers: providers::other_providers(&env)?,
+            webhooks: WebhookConfig::from_env(&env)?,
         })
     }
 }

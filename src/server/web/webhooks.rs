@@ -1,0 +1,126 @@
+//! `POST /api/webhooks/qentrah`: the marketplace's install deliveries. A surface of its own: no
+//! session, no cookie, no canonical-host redirect (a 3xx is a failed delivery to a sender), no
+//! same-origin check (the signature authenticates). The body is read raw, at most 256 KiB,
+//! verified before it is parsed, applied once; answers are JSON, `no-store`, never echo a value.
+
+use axum::body::{to_bytes, Body};
+use axum::extract::State;
+use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::routing::post;
+use axum::{Json, Router};
+use serde_json::json;
+
+use crate::server::installations::{payload, signature};
+use crate::server::state::AppState;
+
+/// The largest body read; a larger one is refused without reading it further.
+pub const MAX_WEBHOOK_BODY: usize = 256 * 1024;
+
+pub const WEBHOOK_PATH: &str = "/api/webhooks/qentrah";
+
+/// The webhook's router; empty (so the path is a 404) when no signing secret is configured.
+pub fn router(state: &AppState) -> Router<AppState> {
+    if !state.config.webhooks.enabled() {
+        return Router::new();
+    }
+    // Any other method: 405 with `Allow: POST` (axum's method router).
+    Router::new().route(WEBHOOK_PATH, post(receive))
+}
+
+fn answer(status: StatusCode, body: serde_json::Value) -> Response {
+    let mut response = (status, Json(body)).into_response();
+    response
+        .headers_mut()
+        .insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    response
+}
+
+fn error(status: StatusCode, code: &str) -> Response {
+    answer(status, json!({ "error": { "code": code } }))
+}
+
+fn is_json(headers: &HeaderMap) -> bool {
+    headers
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.split(';').next())
+        .map(|v| v.trim().to_ascii_lowercase())
+        .is_some_and(|v| {
+            v == "application/json" || (v.starts_with("application/") && v.ends_with("+json"))
+        })
+}
+
+#[tracing::instrument(skip_all, fields(webhook_id))]
+async fn receive(State(state): State<AppState>, headers: HeaderMap, body: Body) -> Response {
+    if !is_json(&headers) {
+        return error(StatusCode::UNSUPPORTED_MEDIA_TYPE, "unsupported_media_type");
+    }
+    let declared_too_large = headers
+        .get(header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<usize>().ok())
+        .is_some_and(|length| length > MAX_WEBHOOK_BODY);
+    if declared_too_large {
+        return error(StatusCode::PAYLOAD_TOO_LARGE, "payload_too_large");
+    }
+    let Ok(body) = to_bytes(body, MAX_WEBHOOK_BODY).await else {
+        return error(StatusCode::PAYLOAD_TOO_LARGE, "payload_too_large");
+    };
+    let header = |name: &str| headers.get(name).and_then(|v| v.to_str().ok());
+    let settings = &state.config.webhooks;
+    let delivery = match signature::verify(
+        &signature::DeliveryHeaders {
+            id: header("webhook-id"),
+            timestamp: header("webhook-timestamp"),
+            signature: header("webhook-signature"),
+        },
+        &body,
+        &settings.secrets,
+        state.clock.now(),
+        settings.tolerance,
+    ) {
+        Ok(delivery) => delivery,
+        Err(refusal) => {
+            // The details only in the log: the sender (or a forger) learns nothing.
+            tracing::warn!(%refusal, "webhook delivery refused");
+            return error(StatusCode::UNAUTHORIZED, "invalid_signature");
+        }
+    };
+    tracing::Span::current().record("webhook_id", delivery.id.as_str());
+    let event = match payload::parse(&body) {
+        Ok(event) => event,
+        Err(invalid) => {
+            tracing::warn!(field = invalid.field, "webhook payload refused");
+            return answer(
+                StatusCode::BAD_REQUEST,
+                json!({ "error": { "code": "invalid_payload", "field": invalid.field } }),
+            );
+        }
+    };
+    match state
+        .installations
+        .receive(&delivery.id, &event, state.clock.now())
+        .await
+    {
+        Ok(receipt) => {
+            tracing::info!(
+                applied = receipt.applied,
+                reason = receipt.reason.as_str(),
+                "webhook delivery received"
+            );
+            answer(
+                StatusCode::OK,
+                json!({ "received": true, "applied": receipt.applied, "reason": receipt.reason.as_str() }),
+            )
+        }
+        Err(failure) => {
+            tracing::error!(error = ?failure, "webhook delivery not stored");
+            let mut response = error(StatusCode::SERVICE_UNAVAILABLE, "temporarily_unavailable");
+            response
+                .headers_mut()
+                .insert(header::RETRY_AFTER, HeaderValue::from_static("30"));
+            response
+        }
+    }
+}
