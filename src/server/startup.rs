@@ -90,8 +90,13 @@ impl Application {
         }
         let installations =
             crate::server::installations::InstallationStore::new(db.clone(), keyring.clone());
+        let webhook_rate_limiter = crate::server::web::security::RateLimiter::new(
+            crate::server::web::WEBHOOK_RATE_LIMIT_PER_MINUTE,
+            std::time::Duration::from_secs(60),
+        );
         let state = AppState {
             auth_rate_limiter,
+            webhook_rate_limiter,
             installations,
             leptos_options,
             config: Arc::new(config),

@@ -26,6 +26,10 @@ pub struct AppState {
     pub connections: Connections,
     /// Per-address limit on the OAuth routes.
     pub auth_rate_limiter: crate::server::web::security::RateLimiter,
+    /// Per-address limit on the webhook route, a budget of its own (not an extractor: two
+    /// limiters of one type).
+    #[from_ref(skip)]
+    pub webhook_rate_limiter: crate::server::web::security::RateLimiter,
     /// Marketplace installations, as delivered by signed webhooks.
     pub installations: crate::server::installations::InstallationStore,
 }

@@ -370,6 +370,34 @@ async fn reordered_and_replayed_deliveries_cannot_resurrect_an_installation() {
     assert_eq!(reason(&body), "uninstalled");
     let rows = installations(&app).await;
     assert!(active(&rows).is_empty(), "{rows:?}");
+    // With event times, an install older than an uninstall that arrived first stays out, and
+    // so does a late copy of it.
+    let timed_uninstall = json!({
+        "type": "app.uninstalled",
+        "timestamp": "2026-12-03T10:00:00Z",
+        "data": { "organizationId": "org_initech" }
+    })
+    .to_string();
+    let (_, body, _) = deliver(&app, &Delivery::new("msg_8", timed_uninstall)).await;
+    assert_eq!(reason(&body), "no_active_installation");
+    // The first is stale; it is kept as a tombstone, so a late copy is a tombstone's.
+    for (id, expected) in [("msg_9", "stale"), ("msg_10", "tombstoned")] {
+        let late = install("org_initech", "app_4", Some("2026-12-02T10:00:00Z"));
+        let (_, body, _) = deliver(&app, &Delivery::new(id, late)).await;
+        assert_eq!(
+            (reason(&body), &body["applied"]),
+            (expected.to_owned(), &json!(false))
+        );
+    }
+    let (_, body, _) = deliver(
+        &app,
+        &Delivery::new(
+            "msg_11",
+            install("org_initech", "app_5", Some("2026-12-04T10:00:00Z")),
+        ),
+    )
+    .await;
+    assert_eq!(reason(&body), "installed");
     // Another organization is untouched by all of it.
     let (_, body, _) = deliver(
         &app,
@@ -377,6 +405,10 @@ async fn reordered_and_replayed_deliveries_cannot_resurrect_an_installation() {
     )
     .await;
     assert_eq!(reason(&body), "installed");
+    let rows = installations(&app).await;
+    let mut actives = active(&rows);
+    actives.sort_unstable();
+    assert_eq!(actives, ["app_1", "app_5"]);
 }
 
 #[tokio::test]
@@ -401,4 +433,28 @@ async fn concurrent_deliveries_of_one_id_apply_once() {
         .count();
     assert_eq!((applied, duplicates), (1, 19), "{answers:?}");
     assert_eq!(active(&installations(&app).await), ["app_1"]);
+}
+
+#[tokio::test]
+async fn the_webhook_route_has_a_rate_limit_of_its_own() {
+    let app = app().await;
+    let forged = Delivery::new("msg_flood", install("org_acme", "app_1", None));
+    let limit = qentrah_connect::server::web::WEBHOOK_RATE_LIMIT_PER_MINUTE;
+    for _ in 0..limit {
+        assert_eq!(send(&app, &forged, &[]).await.0, 401);
+    }
+    let (status, body, headers) = send(&app, &forged, &[]).await;
+    assert_eq!(
+        (status, body),
+        (429, json!({"error": {"code": "rate_limited"}}))
+    );
+    assert!(headers.contains_key("retry-after"));
+    // The OAuth routes keep their own budget.
+    let response = app
+        .client
+        .get(app.url("/api/auth/qentrah/start"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 303);
 }

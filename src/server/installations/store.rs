@@ -7,7 +7,7 @@
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
-use super::lifecycle::{self, Change, Fact, Known, Reason};
+use super::lifecycle::{self, Change, Fact, Known, Organization, Reason};
 use super::payload::Event;
 use crate::server::ids::OrganizationId;
 use crate::server::platform::clock::to_unix;
@@ -140,7 +140,15 @@ impl InstallationStore {
                     .execute(&mut *transaction)
                     .await?;
             }
-            let known: Vec<Known> = sqlx::query_as::<_, KnownRow>(
+            let last_uninstall: Option<i64> = sqlx::query_scalar(
+                "SELECT uninstalled_event_at FROM installation_organizations \
+                 WHERE organization_id = $1",
+            )
+            .bind(organization_id.as_str())
+            .fetch_optional(&mut *transaction)
+            .await?
+            .flatten();
+            let installations: Vec<Known> = sqlx::query_as::<_, KnownRow>(
                 "SELECT client_id, status, installed_event_at FROM installations \
                  WHERE organization_id = $1",
             )
@@ -154,7 +162,13 @@ impl InstallationStore {
                 installed_event_at: row.installed_event_at,
             })
             .collect();
-            let judgement = lifecycle::judge(&fact, &known);
+            let judgement = lifecycle::judge(
+                &fact,
+                &Organization {
+                    installations,
+                    uninstalled_event_at: last_uninstall,
+                },
+            );
             let uninstalled_event_at = match &fact {
                 Fact::Uninstalled { at, .. } => *at,
                 Fact::Installed { .. } => None,
@@ -188,6 +202,17 @@ impl InstallationStore {
                         .execute(&mut *transaction)
                         .await?;
                     }
+                    Change::UninstalledAt(at) => {
+                        sqlx::query(
+                            "INSERT INTO installation_organizations (organization_id, uninstalled_event_at) \
+                             VALUES ($1, $2) ON CONFLICT (organization_id) \
+                             DO UPDATE SET uninstalled_event_at = excluded.uninstalled_event_at",
+                        )
+                        .bind(organization_id.as_str())
+                        .bind(*at)
+                        .execute(&mut *transaction)
+                        .await?;
+                    }
                     Change::Activate => {}
                 }
             }
@@ -210,7 +235,7 @@ impl InstallationStore {
                 }
             }
             transaction.commit().await?;
-            Ok(Receipt { applied: judgement.applied(), reason: judgement.reason })
+            Ok(Receipt { applied: judgement.applied, reason: judgement.reason })
         })
     }
 

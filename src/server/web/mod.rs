@@ -18,6 +18,8 @@ mod oauth;
 pub mod security;
 mod webhooks;
 
+pub use webhooks::WEBHOOK_RATE_LIMIT_PER_MINUTE;
+
 use crate::app::{shell, App};
 use crate::server::connections::RequestScope;
 use crate::server::state::AppState;

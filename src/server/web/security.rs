@@ -299,24 +299,34 @@ pub fn client_address(peer: IpAddr, headers: &HeaderMap, trusted_hops: u8) -> Ip
         .unwrap_or(peer)
 }
 
+/// The client address a request is rate-limited by, or `None` when it came in without a peer
+/// address (only in-process test requests do).
+fn limited_client(state: &AppState, request: &Request) -> Option<IpAddr> {
+    let ConnectInfo(peer) = request
+        .extensions()
+        .get::<ConnectInfo<SocketAddr>>()
+        .copied()?;
+    Some(client_address(
+        peer.ip(),
+        request.headers(),
+        state.config.trusted_proxy_hops,
+    ))
+}
+
+/// `Retry-After` in whole seconds (at least one).
+fn retry_after_seconds(retry_after: Duration) -> String {
+    retry_after.as_secs().max(1).to_string()
+}
+
 /// Rate-limits the OAuth routes per client address with a clear 429.
 pub async fn limit_auth_routes(
     State(state): State<AppState>,
     request: Request,
     next: Next,
 ) -> Response {
-    let Some(ConnectInfo(peer)) = request
-        .extensions()
-        .get::<ConnectInfo<SocketAddr>>()
-        .copied()
-    else {
+    let Some(client) = limited_client(&state, &request) else {
         return next.run(request).await;
     };
-    let client = client_address(
-        peer.ip(),
-        request.headers(),
-        state.config.trusted_proxy_hops,
-    );
     match state
         .auth_rate_limiter
         .check(client, state.clock.monotonic())
@@ -324,7 +334,7 @@ pub async fn limit_auth_routes(
         Ok(()) => next.run(request).await,
         Err(retry_after) => {
             tracing::warn!(ip = %client, "auth route rate limit reached");
-            let seconds = retry_after.as_secs().max(1).to_string();
+            let seconds = retry_after_seconds(retry_after);
             (
                 StatusCode::TOO_MANY_REQUESTS,
                 [
@@ -343,6 +353,40 @@ pub async fn limit_auth_routes(
                      <h1>Too many connection attempts</h1><p>Wait {seconds} seconds, then \
                      <a href=\"/\">try again</a>.</p></html>"
                 ),
+            )
+                .into_response()
+        }
+    }
+}
+
+/// Rate-limits the webhook route per sender address, apart from the OAuth routes' budget: a
+/// 429 with `Retry-After` and a JSON body, which a Standard Webhooks sender retries later.
+pub async fn limit_webhooks(
+    State(state): State<AppState>,
+    request: Request,
+    next: Next,
+) -> Response {
+    let Some(client) = limited_client(&state, &request) else {
+        return next.run(request).await;
+    };
+    match state
+        .webhook_rate_limiter
+        .check(client, state.clock.monotonic())
+    {
+        Ok(()) => next.run(request).await,
+        Err(retry_after) => {
+            tracing::warn!(ip = %client, "webhook rate limit reached");
+            let seconds = retry_after_seconds(retry_after);
+            (
+                StatusCode::TOO_MANY_REQUESTS,
+                [
+                    (
+                        header::RETRY_AFTER,
+                        HeaderValue::from_str(&seconds).unwrap_or(HeaderValue::from_static("60")),
+                    ),
+                    (header::CACHE_CONTROL, HeaderValue::from_static("no-store")),
+                ],
+                axum::Json(serde_json::json!({ "error": { "code": "rate_limited" } })),
             )
                 .into_response()
         }

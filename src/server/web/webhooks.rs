@@ -19,13 +19,22 @@ pub const MAX_WEBHOOK_BODY: usize = 256 * 1024;
 
 pub const WEBHOOK_PATH: &str = "/api/webhooks/qentrah";
 
+/// Deliveries per minute one sender address may make: far above a Workspace's install traffic
+/// (a sender retries a 429 later), low enough that a flood cannot hold the database.
+pub const WEBHOOK_RATE_LIMIT_PER_MINUTE: u32 = 600;
+
 /// The webhook's router; empty (so the path is a 404) when no signing secret is configured.
 pub fn router(state: &AppState) -> Router<AppState> {
     if !state.config.webhooks.enabled() {
         return Router::new();
     }
     // Any other method: 405 with `Allow: POST` (axum's method router).
-    Router::new().route(WEBHOOK_PATH, post(receive))
+    Router::new()
+        .route(WEBHOOK_PATH, post(receive))
+        .route_layer(axum::middleware::from_fn_with_state(
+            state.clone(),
+            crate::server::web::security::limit_webhooks,
+        ))
 }
 
 fn answer(status: StatusCode, body: serde_json::Value) -> Response {
