@@ -96,15 +96,15 @@ pub fn parse(body: &[u8]) -> Result<Event, PayloadError> {
     match kind {
         "app.installed" => Ok(Event::Installed(Installed {
             organization_id: organization(data, field("organizationId"))?,
-            client_id: client_id(data, field("clientId"))?
+            client_id: identifier(data, field("clientId"))?
                 .ok_or_else(|| invalid(field("clientId")))?,
             client_secret: client_secret(data, field("clientSecret"))?,
-            installation_id: installation_id(data, field("installationId"))?,
+            installation_id: identifier(data, field("installationId"))?,
             occurred_at,
         })),
         "app.uninstalled" => Ok(Event::Uninstalled(Uninstalled {
             organization_id: organization(data, field("organizationId"))?,
-            client_id: client_id(data, field("clientId"))?,
+            client_id: identifier(data, field("clientId"))?,
             occurred_at,
         })),
         _ => Ok(Event::Unknown),
@@ -153,8 +153,9 @@ fn organization(
         .ok_or(PayloadError { field })
 }
 
-/// Printable ASCII, 1 to 255 characters (RFC 6749 §2.2 leaves the form to the server).
-fn client_id(
+/// An identifier (a client id, an installation id): printable ASCII, 1 to 255 characters
+/// (RFC 6749 §2.2 leaves a client id's form to the server).
+fn identifier(
     data: &Map<String, Value>,
     field: &'static str,
 ) -> Result<Option<String>, PayloadError> {
@@ -179,19 +180,6 @@ fn client_secret(
             Ok(DeliveredClientSecret(SecretString::from(secret.to_owned())))
         }
         _ => Err(PayloadError { field }),
-    }
-}
-
-fn installation_id(
-    data: &Map<String, Value>,
-    field: &'static str,
-) -> Result<Option<String>, PayloadError> {
-    match text(data, field)? {
-        None => Ok(None),
-        Some(id) if (1..=255).contains(&id.len()) && id.bytes().all(|b| b.is_ascii_graphic()) => {
-            Ok(Some(id.to_owned()))
-        }
-        Some(_) => Err(PayloadError { field }),
     }
 }
 

@@ -313,9 +313,35 @@ fn limited_client(state: &AppState, request: &Request) -> Option<IpAddr> {
     ))
 }
 
-/// `Retry-After` in whole seconds (at least one).
-fn retry_after_seconds(retry_after: Duration) -> String {
-    retry_after.as_secs().max(1).to_string()
+/// Runs `request` if `limiter` allows its client address another request now; otherwise
+/// answers 429 with `Retry-After` (and `no-store`) and the surface's own body.
+async fn within_limit<B: IntoResponse>(
+    state: &AppState,
+    limiter: &RateLimiter,
+    surface: &'static str,
+    request: Request,
+    next: Next,
+    refusal: impl FnOnce(&str) -> B,
+) -> Response {
+    let Some(client) = limited_client(state, &request) else {
+        return next.run(request).await;
+    };
+    match limiter.check(client, state.clock.monotonic()) {
+        Ok(()) => next.run(request).await,
+        Err(retry_after) => {
+            tracing::warn!(ip = %client, surface, "rate limit reached");
+            let seconds = retry_after.as_secs().max(1).to_string();
+            let mut response = refusal(&seconds).into_response();
+            *response.status_mut() = StatusCode::TOO_MANY_REQUESTS;
+            let headers = response.headers_mut();
+            headers.insert(
+                header::RETRY_AFTER,
+                HeaderValue::from_str(&seconds).unwrap_or(HeaderValue::from_static("60")),
+            );
+            headers.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+            response
+        }
+    }
 }
 
 /// Rate-limits the OAuth routes per client address with a clear 429.
@@ -324,39 +350,21 @@ pub async fn limit_auth_routes(
     request: Request,
     next: Next,
 ) -> Response {
-    let Some(client) = limited_client(&state, &request) else {
-        return next.run(request).await;
-    };
-    match state
-        .auth_rate_limiter
-        .check(client, state.clock.monotonic())
-    {
-        Ok(()) => next.run(request).await,
-        Err(retry_after) => {
-            tracing::warn!(ip = %client, "auth route rate limit reached");
-            let seconds = retry_after_seconds(retry_after);
-            (
-                StatusCode::TOO_MANY_REQUESTS,
-                [
-                    (
-                        header::RETRY_AFTER,
-                        HeaderValue::from_str(&seconds).unwrap_or(HeaderValue::from_static("60")),
-                    ),
-                    (header::CACHE_CONTROL, HeaderValue::from_static("no-store")),
-                    (
-                        header::CONTENT_TYPE,
-                        HeaderValue::from_static("text/html; charset=utf-8"),
-                    ),
-                ],
-                format!(
-                    "<!DOCTYPE html><html lang=\"en\"><title>Too many attempts</title>\
-                     <h1>Too many connection attempts</h1><p>Wait {seconds} seconds, then \
-                     <a href=\"/\">try again</a>.</p></html>"
-                ),
-            )
-                .into_response()
-        }
-    }
+    within_limit(
+        &state,
+        &state.auth_rate_limiter,
+        "auth",
+        request,
+        next,
+        |seconds| {
+            axum::response::Html(format!(
+                "<!DOCTYPE html><html lang=\"en\"><title>Too many attempts</title>\
+             <h1>Too many connection attempts</h1><p>Wait {seconds} seconds, then \
+             <a href=\"/\">try again</a>.</p></html>"
+            ))
+        },
+    )
+    .await
 }
 
 /// Rate-limits the webhook route per sender address, apart from the OAuth routes' budget: a
@@ -366,31 +374,15 @@ pub async fn limit_webhooks(
     request: Request,
     next: Next,
 ) -> Response {
-    let Some(client) = limited_client(&state, &request) else {
-        return next.run(request).await;
-    };
-    match state
-        .webhook_rate_limiter
-        .check(client, state.clock.monotonic())
-    {
-        Ok(()) => next.run(request).await,
-        Err(retry_after) => {
-            tracing::warn!(ip = %client, "webhook rate limit reached");
-            let seconds = retry_after_seconds(retry_after);
-            (
-                StatusCode::TOO_MANY_REQUESTS,
-                [
-                    (
-                        header::RETRY_AFTER,
-                        HeaderValue::from_str(&seconds).unwrap_or(HeaderValue::from_static("60")),
-                    ),
-                    (header::CACHE_CONTROL, HeaderValue::from_static("no-store")),
-                ],
-                axum::Json(serde_json::json!({ "error": { "code": "rate_limited" } })),
-            )
-                .into_response()
-        }
-    }
+    within_limit(
+        &state,
+        &state.webhook_rate_limiter,
+        "webhooks",
+        request,
+        next,
+        |_| axum::Json(serde_json::json!({ "error": { "code": "rate_limited" } })),
+    )
+    .await
 }
 
 #[cfg(test)]
