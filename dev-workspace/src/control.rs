@@ -17,6 +17,7 @@ use axum::{Json, Router};
 use serde_json::{json, Value};
 
 use crate::html::{escape, page};
+use crate::marketplace::{Delivery, Fault, MarketInstallation, MarketplaceError};
 use crate::params::Params;
 use crate::state::{
     Counters, Endpoint, Failure, GrantStatus, LoggedRequest, SharedWorld, TokenQuirks,
@@ -235,6 +236,65 @@ impl Control {
     /// Forgets all flows, grants, tokens, logs and settings (clients stay registered).
     pub fn reset(&self) {
         self.world.lock().reset();
+    }
+
+    /// Installs the app for `organization_id` (a new client, `app.installed` sent, with `fault`).
+    pub fn install(
+        &self,
+        organization_id: &str,
+        fault: Option<Fault>,
+    ) -> Result<(MarketInstallation, String), MarketplaceError> {
+        crate::marketplace::act(&self.world, organization_id, fault, true)
+    }
+
+    /// Uninstalls it (client deleted, grants revoked, `app.uninstalled` sent, with `fault`).
+    pub fn uninstall(
+        &self,
+        organization_id: &str,
+        fault: Option<Fault>,
+    ) -> Result<(MarketInstallation, String), MarketplaceError> {
+        crate::marketplace::act(&self.world, organization_id, fault, false)
+    }
+
+    /// Sends delivery `id` again: same id and body, new timestamp and signature.
+    pub fn redeliver(&self, id: &str) -> Result<(), MarketplaceError> {
+        crate::marketplace::send(&self.world, id)
+    }
+
+    /// The organization's latest install, delivered again under a new id.
+    pub fn replay_install(&self, organization_id: &str) -> Result<String, MarketplaceError> {
+        let id = crate::marketplace::replay_install(&mut self.world.lock(), organization_id)?;
+        crate::marketplace::send(&self.world, &id)?;
+        Ok(id)
+    }
+
+    /// Signs with these secrets from now on (the first signs; a second is the previous one).
+    pub fn set_webhook_secrets(&self, secrets: Vec<String>) {
+        if let Some(market) = self.world.lock().marketplace.as_mut() {
+            market.config.signing_secrets = secrets;
+        }
+    }
+
+    /// Every delivery so far (with its body, for in-process tests only).
+    pub fn deliveries(&self) -> Vec<Delivery> {
+        self.world
+            .lock()
+            .marketplace
+            .as_ref()
+            .map(|m| m.deliveries.clone())
+            .unwrap_or_default()
+    }
+
+    /// Delivery `id` once it is no longer pending (at most ten seconds).
+    pub async fn delivered(&self, id: &str) -> Option<Delivery> {
+        for _ in 0..200 {
+            let delivery = self.deliveries().into_iter().find(|d| d.id == id);
+            if delivery.as_ref().is_some_and(|d| d.state != "pending") {
+                return delivery;
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        None
     }
 }
 

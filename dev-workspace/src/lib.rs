@@ -20,6 +20,7 @@ use tokio::sync::oneshot;
 
 pub mod control;
 mod html;
+pub mod marketplace;
 pub mod oauth;
 mod params;
 pub mod partner;
@@ -45,6 +46,11 @@ pub const CONFIDENTIAL_CLIENT_SECRET: &str = "dev-confidential-client-secret-012
 pub const CALLBACK_PATH: &str = profile::QENTRAH.callback_path;
 /// The default access-token lifetime.
 pub const DEFAULT_ACCESS_TOKEN_TTL: Duration = Duration::from_secs(3600);
+/// The marketplace's webhook signing secret in development and tests (`.env.example` gives the
+/// app the same as `QENTRAH_WEBHOOK_SECRETS`). Development only.
+pub const DEV_WEBHOOK_SECRET: &str = "whsec_ZGV2LXdvcmtzcGFjZS13ZWJob29rLXNpZ25pbmcta2V5";
+/// Where the partner app receives marketplace deliveries, appended to `PARTNER_APP_URL`.
+pub const WEBHOOK_PATH: &str = "/api/webhooks/qentrah";
 /// Request bodies larger than this are refused (413).
 const MAX_BODY: usize = 64 * 1024;
 
@@ -68,6 +74,8 @@ pub struct DevWorkspaceConfig {
     pub secrets_file: Option<std::path::PathBuf>,
     /// The provider it emulates: its scopes, partner API path and default callback.
     pub profile: &'static profile::Profile,
+    /// The partner app's registration with the marketplace (none: no marketplace).
+    pub marketplace: Option<marketplace::MarketplaceConfig>,
 }
 
 impl DevWorkspaceConfig {
@@ -114,6 +122,30 @@ impl DevWorkspaceConfig {
             issuer_path: String::new(),
             secrets_file: None,
             profile: &profile::QENTRAH,
+            marketplace: Some(Self::marketplace_for(
+                partner_app_url,
+                DEV_WEBHOOK_SECRET,
+                marketplace::test_retry_schedule(),
+            )),
+        }
+    }
+
+    /// The partner app at `partner_app_url` registered with the marketplace: its webhook URL,
+    /// signing secret and both redirect URIs (the connection's and sign-in's).
+    pub fn marketplace_for(
+        partner_app_url: &str,
+        signing_secret: &str,
+        retry_schedule: Vec<Duration>,
+    ) -> marketplace::MarketplaceConfig {
+        let app = partner_app_url.trim_end_matches('/');
+        marketplace::MarketplaceConfig {
+            webhook_url: format!("{app}{WEBHOOK_PATH}"),
+            signing_secrets: vec![signing_secret.to_owned()],
+            redirect_uris: vec![
+                format!("{app}{}", profile::QENTRAH.callback_path),
+                format!("{app}/auth/callback"),
+            ],
+            retry_schedule,
         }
     }
 }
@@ -180,6 +212,7 @@ pub async fn start(config: DevWorkspaceConfig) -> std::io::Result<DevWorkspace> 
         config.access_token_ttl,
         config.profile,
     );
+    world.marketplace = config.marketplace.map(marketplace::Marketplace::new);
     if let Some(path) = &config.secrets_file {
         world.secrets_file = Some(
             std::fs::OpenOptions::new()
@@ -248,6 +281,7 @@ pub fn router(world: SharedWorld, issuer_path: &str, profile: &profile::Profile)
         Router::new().nest(issuer_path, public)
     };
     let control = control::router()
+        .merge(marketplace::router())
         .layer(middleware::from_fn(control::same_origin_only))
         .layer(middleware::from_fn(control::loopback_only));
     public.merge(metadata).merge(control).with_state(world)
@@ -257,7 +291,7 @@ async fn home() -> impl IntoResponse {
     axum::response::Html(html::page(
         "Qentrah dev Workspace",
         "<h1>Qentrah dev Workspace</h1><p>A local emulator of Qentrah's authorization server and partner API.</p>\
-         <p><a href=\"/__dev\">Control page</a> · <a href=\"/.well-known/oauth-authorization-server\">Metadata</a></p>",
+         <p><a href=\"/marketplace\">Marketplace</a> · <a href=\"/__dev\">Control page</a> · <a href=\"/.well-known/oauth-authorization-server\">Metadata</a></p>",
     ))
 }
 

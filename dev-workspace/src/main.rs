@@ -59,7 +59,26 @@ async fn main() -> ExitCode {
         },
     };
 
+    // The marketplace's signing secret (the app's QENTRAH_WEBHOOK_SECRETS holds the same):
+    // without it, the Workspace has no marketplace.
+    let marketplace = match var("DEV_WORKSPACE_WEBHOOK_SECRET") {
+        None => None,
+        Some(secret) => {
+            if qentrah_dev_workspace::marketplace::secret_key(&secret).len() < 24 {
+                return fail(
+                    "DEV_WORKSPACE_WEBHOOK_SECRET must be a Standard Webhooks secret whsec_<base64> of at least 24 bytes",
+                );
+            }
+            Some(DevWorkspaceConfig::marketplace_for(
+                &partner_app_url,
+                &secret,
+                qentrah_dev_workspace::marketplace::standard_retry_schedule(),
+            ))
+        }
+    };
+    let marketplace_on = marketplace.is_some();
     let config = DevWorkspaceConfig {
+        marketplace,
         listen,
         public_url: Some(public_url),
         clients: DevWorkspaceConfig::default_clients(&partner_app_url),
@@ -86,6 +105,15 @@ async fn main() -> ExitCode {
         partner_app_url.trim_end_matches('/')
     );
     println!("  control page:        {}/__dev", workspace.base_url);
+    if marketplace_on {
+        println!(
+            "  marketplace:         {}/marketplace (deliveries to {}/api/webhooks/qentrah)",
+            workspace.base_url,
+            partner_app_url.trim_end_matches('/')
+        );
+    } else {
+        println!("  marketplace:         off (set DEV_WORKSPACE_WEBHOOK_SECRET)");
+    }
     workspace
         .run_until(async {
             let terminate = async {

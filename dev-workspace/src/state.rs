@@ -311,6 +311,8 @@ pub struct World {
     pub secrets_file: Option<std::fs::File>,
     pub partner_api_in_flight: u64,
     pub partner_api_peers: std::collections::HashSet<std::net::SocketAddr>,
+    /// The marketplace, when a partner-app registration is configured.
+    pub marketplace: Option<crate::marketplace::Marketplace>,
     next_grant: u64,
 }
 
@@ -351,6 +353,7 @@ impl World {
             secrets_file: None,
             partner_api_in_flight: 0,
             partner_api_peers: std::collections::HashSet::new(),
+            marketplace: None,
             next_grant: 1,
         }
     }
@@ -474,17 +477,29 @@ impl World {
         failure
     }
 
-    /// Forgets every flow, grant, token and control setting; keeps clients and seed data.
+    /// Forgets every flow, grant, token and control setting, and every installation (their
+    /// clients go too); keeps the configured clients, the marketplace's registration and seed
+    /// data.
     pub fn reset(&mut self) {
         let issuer = std::mem::take(&mut self.issuer);
         let ttl = self.access_token_ttl;
         let secrets_file = self.secrets_file.take();
+        let marketplace = self.marketplace.take();
         let mut clients = std::mem::take(&mut self.clients);
+        if let Some(marketplace) = &marketplace {
+            clients.retain(|client| {
+                !marketplace
+                    .installations
+                    .iter()
+                    .any(|i| i.client_id == client.client_id)
+            });
+        }
         for client in &mut clients {
             client.approved = true;
         }
         *self = World::new(issuer, clients, ttl, self.profile);
         self.secrets_file = secrets_file;
+        self.marketplace = marketplace.map(|m| crate::marketplace::Marketplace::new(m.config));
     }
 }
 
