@@ -9,6 +9,8 @@ pub enum ConnectionState {
     Connected,
     /// The Workspace refused the stored grant; only a new authorization helps.
     ReconnectRequired,
+    /// The app was uninstalled from the Workspace: only a new install helps.
+    Uninstalled,
 }
 
 /// The browser's connection, as the Connection page shows it.
@@ -115,10 +117,15 @@ pub enum ConnectFailure {
     /// The Workspace says this app is not approved (`unauthorized_client`): a Workspace admin
     /// must approve it; trying again will not help until then.
     NotApproved,
+    /// The flow was started with an installation's client and the app was uninstalled from
+    /// the Workspace meanwhile.
+    Uninstalled,
+    /// The Workspace connected another organization than the installation's the flow was for.
+    WrongOrganization,
 }
 
 impl ConnectFailure {
-    pub const ALL: [ConnectFailure; 9] = [
+    pub const ALL: [ConnectFailure; 11] = [
         ConnectFailure::AccessDenied,
         ConnectFailure::UnknownFlow,
         ConnectFailure::WrongIssuer,
@@ -128,6 +135,8 @@ impl ConnectFailure {
         ConnectFailure::Unavailable,
         ConnectFailure::Misconfigured,
         ConnectFailure::NotApproved,
+        ConnectFailure::Uninstalled,
+        ConnectFailure::WrongOrganization,
     ];
 
     pub fn as_str(self) -> &'static str {
@@ -141,6 +150,8 @@ impl ConnectFailure {
             ConnectFailure::Unavailable => "unavailable",
             ConnectFailure::Misconfigured => "misconfigured",
             ConnectFailure::NotApproved => "not_approved",
+            ConnectFailure::Uninstalled => "uninstalled",
+            ConnectFailure::WrongOrganization => "wrong_organization",
         }
     }
 
@@ -186,6 +197,14 @@ impl ConnectFailure {
             ConnectFailure::NotApproved => (
                 "A Qentrah Workspace admin must approve this app",
                 "Your Qentrah Workspace has not approved this app yet, so nothing was connected. Ask a Workspace admin to approve it, then connect again.",
+            ),
+            ConnectFailure::Uninstalled => (
+                "Qentrah Connect was uninstalled from this Workspace",
+                "A Workspace admin removed this app while you were connecting, so nothing was connected. An admin can install it again from the Workspace's marketplace.",
+            ),
+            ConnectFailure::WrongOrganization => (
+                "Another organization was connected",
+                "This connection was started for one organization's installation, and Qentrah connected a different one, so nothing was stored. Start again from the right organization.",
             ),
         }
     }

@@ -12,6 +12,10 @@ pub enum AppError {
     /// The connection no longer works: offer "Reconnect to Qentrah".
     #[error("the connection to Qentrah must be renewed")]
     ReconnectRequired,
+    /// The app was uninstalled from the organization's Workspace: only a Workspace admin's new
+    /// install helps; reconnecting would not.
+    #[error("Qentrah Connect was uninstalled from this Workspace")]
+    Uninstalled,
     /// `app_not_approved`: a Qentrah Workspace admin must approve the app.
     #[error("a Qentrah Workspace admin must approve this app")]
     AskWorkspaceAdmin,
@@ -41,6 +45,7 @@ impl AppError {
         match self {
             AppError::NotConnected | AppError::ReconnectRequired => StatusCode::UNAUTHORIZED,
             AppError::AskWorkspaceAdmin
+            | AppError::Uninstalled
             | AppError::ScopeDenied { .. }
             | AppError::WrongOrganization => StatusCode::FORBIDDEN,
             AppError::Retry => StatusCode::SERVICE_UNAVAILABLE,

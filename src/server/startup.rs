@@ -72,11 +72,22 @@ impl Application {
         let keyring = Arc::new(config.vault.keyring(&config.session_secret));
         let providers = ProviderRegistry::from_config(&config, &http)?;
         let vault = ConnectionStore::new(db.clone(), keyring.clone());
-        let tokens = TokenManager::new(
-            vault,
-            providers.clients(),
+        let installations =
+            crate::server::installations::InstallationStore::new(db.clone(), keyring.clone());
+        // The marketplace is Qentrah's: its installations deliver Qentrah clients.
+        let clients = providers.clients().with_installations(
+            &crate::server::ids::ProviderId::qentrah(),
+            Arc::new(installations.clone()),
+        );
+        let tokens = TokenManager::new(vault, clients.clone(), clock.clone(), config.http_timeout);
+        let flows = FlowStore::new(db.clone(), keyring);
+        let purger = crate::server::installations::Purger::new(
+            installations.clone(),
+            tokens.clone(),
+            flows.clone(),
+            db.clone(),
             clock.clone(),
-            config.http_timeout,
+            providers.qentrah().oauth().clone(),
         );
         let connections = Connections::new(tokens, providers.clone());
         let auth_rate_limiter = crate::server::web::security::RateLimiter::new(
@@ -88,8 +99,6 @@ impl Application {
                 "marketplace webhooks are off (QENTRAH_WEBHOOK_SECRETS is not set): /api/webhooks/qentrah is not served"
             );
         }
-        let installations =
-            crate::server::installations::InstallationStore::new(db.clone(), keyring.clone());
         let webhook_rate_limiter = crate::server::web::security::RateLimiter::new(
             crate::server::web::WEBHOOK_RATE_LIMIT_PER_MINUTE,
             std::time::Duration::from_secs(60),
@@ -98,9 +107,12 @@ impl Application {
             auth_rate_limiter,
             webhook_rate_limiter,
             installations,
+            purger,
+            clients,
+            refused_deliveries: Default::default(),
             leptos_options,
             config: Arc::new(config),
-            flows: FlowStore::new(db.clone(), keyring),
+            flows,
             db,
             clock,
             providers,
@@ -130,6 +142,9 @@ impl Application {
         let db = self.state.db.clone();
         let tokens = self.state.connections.tokens().clone();
         let drain_limit = self.state.config.http_timeout + std::time::Duration::from_secs(5);
+        // The uninstall purge runs beside the server, for as long as it serves; a purge cut off
+        // by shutdown keeps its lease until it lapses, and runs again (every step repeats safely).
+        let purges = tokio::spawn(self.state.purger.clone().run());
         // Peer addresses feed the per-address rate limit on the OAuth routes. On shutdown the
         // listener closes at once (a load balancer's next probe fails and it stops sending) and
         // requests in flight run to the end; every Workspace call in them is bounded by the
@@ -143,6 +158,7 @@ impl Application {
         .await
         .map_err(StartupError::Serve);
         // Refreshes run detached from their requests; let the last ones store their tokens.
+        purges.abort();
         if !tokens.drain(drain_limit).await {
             tracing::warn!("a token refresh was still running at shutdown");
         }

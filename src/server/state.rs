@@ -32,4 +32,11 @@ pub struct AppState {
     pub webhook_rate_limiter: crate::server::web::security::RateLimiter,
     /// Marketplace installations, as delivered by signed webhooks.
     pub installations: crate::server::installations::InstallationStore,
+    /// The uninstall purge (the webhook route wakes it).
+    pub purger: crate::server::installations::Purger,
+    /// Every provider's OAuth clients: configured, and delivered by installations.
+    pub clients: crate::server::providers::oauth::ClientRegistry,
+    /// Deliveries this instance refused before they could be attributed (no valid signature,
+    /// an unreadable payload): when and why, for `/admin/installations`.
+    pub refused_deliveries: crate::server::web::webhooks::RefusedDeliveries,
 }

@@ -326,17 +326,21 @@ pub fn ConnectionPage() -> impl IntoView {
             {move || status.get().map(|result| match result {
                 Ok(connection) => {
                     let connected = connection.state == ConnectionState::Connected;
+                    let uninstalled = connection.state == ConnectionState::Uninstalled;
+                    let (title, badge) = match connection.state {
+                        ConnectionState::Connected => ("Connected", "Active"),
+                        ConnectionState::Uninstalled => ("Qentrah Connect was uninstalled from this Workspace", "Uninstalled"),
+                        ConnectionState::ReconnectRequired => ("Reconnection needed", "Expired"),
+                    };
                     view! {
                         <section class="card" aria-labelledby="conn-title">
-                            <h2 id="conn-title">
-                                {if connected { "Connected" } else { "Reconnection needed" }}
-                            </h2>
+                            <h2 id="conn-title">{title}</h2>
                             <dl class="facts">
                                 <dt>"Organization"</dt><dd><code>{connection.organization_id.clone()}</code></dd>
                                 <dt>"Status"</dt>
                                 <dd>
                                     <span class=if connected { "badge badge--ok" } else { "badge badge--warn" }>
-                                        {if connected { "Active" } else { "Expired" }}
+                                        {badge}
                                     </span>
                                 </dd>
                                 <dt>"Connected since"</dt><dd>{format_unix(connection.connected_at)}</dd>
@@ -359,7 +363,10 @@ pub fn ConnectionPage() -> impl IntoView {
                                 </ul>
                                 <a class="button button--quiet" href=start_url("/connection") rel="external">"Authorize again"</a>
                             })}
-                            {(!connected).then(|| view! {
+                            {uninstalled.then(|| view! {
+                                <p class="muted">"A Workspace admin removed this app, so its access ended. Reconnecting will not help: an admin installs Qentrah Connect again from the Workspace's marketplace."</p>
+                            })}
+                            {(!connected && !uninstalled).then(|| view! {
                                 <a class="button" href=start_url("/connection") rel="external">"Reconnect to Qentrah"</a>
                             })}
                         </section>

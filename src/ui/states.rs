@@ -41,6 +41,12 @@ pub fn screen_for(error: &AppError) -> Screen {
             fix: Fix::Authorize { label: "Reconnect to Qentrah" },
             tone: "warn",
         },
+        AppError::Uninstalled => Screen {
+            title: "Qentrah Connect was uninstalled from this Workspace",
+            body: "A Workspace admin removed this app, so its access ended and its stored credentials were deleted. To use it again, an admin installs Qentrah Connect from the Workspace's marketplace.".into(),
+            fix: Fix::Retry,
+            tone: "warn",
+        },
         AppError::AskWorkspaceAdmin => Screen {
             title: "A Qentrah admin must approve this app",
             body: "Your connection is fine, but this app is not approved in your Qentrah Workspace. Ask a Workspace admin to approve it, then check again. Reconnecting will not help.".into(),
@@ -145,6 +151,7 @@ mod tests {
                 },
             ),
             (AppError::AskWorkspaceAdmin, Fix::Retry),
+            (AppError::Uninstalled, Fix::Retry),
             (
                 AppError::ScopeDenied {
                     scope: Some("client:read".into()),
@@ -172,10 +179,12 @@ mod tests {
         });
         assert!(scope.body.contains("read your clients"));
         // An admin problem never loops the person through a reconnect.
-        assert!(!matches!(
-            screen_for(&AppError::AskWorkspaceAdmin).fix,
-            Fix::Authorize { .. }
-        ));
+        for admins_to_fix in [AppError::AskWorkspaceAdmin, AppError::Uninstalled] {
+            assert!(!matches!(
+                screen_for(&admins_to_fix).fix,
+                Fix::Authorize { .. }
+            ));
+        }
     }
 
     #[test]

@@ -136,7 +136,24 @@ pub async fn start_binary_at(
     app: &TestApp,
     addr: SocketAddr,
 ) -> tokio::process::Child {
-    let child = tokio::process::Command::new(binary)
+    start_binary_with(binary, app, addr, &[], None).await
+}
+
+/// [`start_binary_at`] with more variables (`env` overrides the defaults, `RUST_LOG` too) and,
+/// given `log`, its standard output (the log) written to that file.
+pub async fn start_binary_with(
+    binary: &str,
+    app: &TestApp,
+    addr: SocketAddr,
+    env: &[(&str, String)],
+    log: Option<&std::path::Path>,
+) -> tokio::process::Child {
+    let stdout = match log {
+        Some(path) => std::process::Stdio::from(std::fs::File::create(path).unwrap()),
+        None => std::process::Stdio::null(),
+    };
+    let mut command = tokio::process::Command::new(binary);
+    command
         .env_clear()
         .env("PATH", std::env::var("PATH").unwrap_or_default())
         .env("QENTRAH_WORKSPACE_API_URL", &app.ws.base_url)
@@ -148,11 +165,13 @@ pub async fn start_binary_at(
         .env("RUST_LOG", "warn")
         // Leptos.toml lives at the project root.
         .current_dir(PROJECT_ROOT)
-        .stdout(std::process::Stdio::null())
+        .stdout(stdout)
         .stderr(std::process::Stdio::inherit())
-        .kill_on_drop(true)
-        .spawn()
-        .unwrap();
+        .kill_on_drop(true);
+    for (name, value) in env {
+        command.env(name, value);
+    }
+    let child = command.spawn().unwrap();
     let probe = reqwest::Client::new();
     for _ in 0..200 {
         if let Ok(response) = probe.get(format!("http://{addr}/readyz")).send().await {

@@ -13,6 +13,7 @@ mod hardening;
 mod harness;
 mod health;
 mod leptos_config;
+mod marketplace;
 mod pages;
 mod product;
 mod providers;

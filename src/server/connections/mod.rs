@@ -23,7 +23,7 @@ pub use crate::server::platform::crypto::{CipherError, Keyring};
 pub use access::{ConnectionAccess, RequestScope};
 pub use service::Connections;
 pub use store::{ConnectionStore, RefreshLease};
-pub use tokens::{BearerCallError, BearerRefused, TokenError, TokenManager};
+pub use tokens::{BearerCallError, BearerRefused, Purged, TokenError, TokenManager};
 
 /// The provider this app connects to today.
 pub use crate::vocabulary::QENTRAH;
@@ -76,12 +76,16 @@ pub enum ConnectionState {
     Active,
     /// The Workspace refused the refresh token: only a new authorization helps.
     ReconnectRequired,
+    /// The grant's client was deleted at the Workspace (the app was uninstalled): only a new
+    /// install helps.
+    Uninstalled,
 }
 
 impl ConnectionState {
     fn parse(value: &str) -> Self {
         match value {
             "active" => ConnectionState::Active,
+            "uninstalled" => ConnectionState::Uninstalled,
             _ => ConnectionState::ReconnectRequired,
         }
     }

@@ -64,6 +64,7 @@ impl Connections {
             organization_id: info.key.organization_id().to_string(),
             state: match info.state {
                 ConnectionState::Active if readable => domain::ConnectionState::Connected,
+                ConnectionState::Uninstalled => domain::ConnectionState::Uninstalled,
                 _ => domain::ConnectionState::ReconnectRequired,
             },
             missing_scopes: wanted
@@ -137,6 +138,8 @@ impl From<WorkspaceError> for AppError {
                 AppError::ReconnectRequired
             }
             WorkspaceError::AppNotApproved => AppError::AskWorkspaceAdmin,
+            WorkspaceError::Uninstalled => AppError::Uninstalled,
+            WorkspaceError::Installations => AppError::Retry,
             WorkspaceError::ScopeDenied { scope } => AppError::ScopeDenied { scope },
             WorkspaceError::WrongOrganization => AppError::WrongOrganization,
             WorkspaceError::Unavailable { detail } => {

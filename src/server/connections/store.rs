@@ -456,9 +456,34 @@ impl ConnectionStore {
         seen_generation: i64,
         now: SystemTime,
     ) -> Result<bool, VaultError> {
+        self.mark_ended(lease, key, seen_generation, "reconnect_required", now)
+            .await
+    }
+
+    /// Marks a connection whose client the Workspace deleted (the app was uninstalled), the
+    /// same way: its tokens dropped, if the row is still the one the refresh started from.
+    pub async fn mark_uninstalled(
+        &self,
+        lease: &mut RefreshLease,
+        key: &ConnectionKey,
+        seen_generation: i64,
+        now: SystemTime,
+    ) -> Result<bool, VaultError> {
+        self.mark_ended(lease, key, seen_generation, "uninstalled", now)
+            .await
+    }
+
+    async fn mark_ended(
+        &self,
+        lease: &mut RefreshLease,
+        key: &ConnectionKey,
+        seen_generation: i64,
+        status: &'static str,
+        now: SystemTime,
+    ) -> Result<bool, VaultError> {
         let result = under_lease!(self, lease, exec => {
             sqlx::query(
-                "UPDATE connections SET status = 'reconnect_required', refresh_token = NULL, \
+                "UPDATE connections SET status = $6, refresh_token = NULL, \
                  access_expires_at = 0, updated_at = $1, generation = generation + 1 \
                  WHERE provider = $2 AND organization_id = $3 AND resource = $4 \
                  AND generation = $5",
@@ -468,6 +493,7 @@ impl ConnectionStore {
             .bind(key.organization_id.as_str())
             .bind(&key.resource)
             .bind(seen_generation)
+            .bind(status)
             .execute(exec)
             .await
             .map(|done| done.rows_affected())

@@ -19,6 +19,7 @@ use super::{
     TokenSet, VaultError,
 };
 use crate::server::platform::clock::SharedClock;
+use crate::server::providers::oauth::client::ClientChoice;
 use crate::server::providers::oauth::{ClientRegistry, OAuthClient, Revocable, TokenCallError};
 
 /// Refresh this long before the access token expires, so a request never leaves with a token
@@ -81,6 +82,13 @@ pub enum TokenError {
     /// A refresh response named another organization than the connection's.
     #[error("the authorization server issued tokens for another organization")]
     WrongOrganization,
+    /// The grant's client belonged to an installation that was uninstalled: the Workspace
+    /// removed the app; nothing of the grant may be used (only a new install helps).
+    #[error("the app was uninstalled from this Workspace")]
+    Uninstalled,
+    /// The installed clients could not be read (their database failed): try again later.
+    #[error("the installed clients could not be read")]
+    Installations(#[source] crate::server::providers::oauth::client::ClientLookupError),
     /// The refresh task ended without an answer (the runtime is shutting down).
     #[error("the refresh was interrupted")]
     Interrupted,
@@ -133,6 +141,19 @@ pub enum BearerCallError<E> {
     /// The provider refused a token it had just issued; its error code, if any.
     RefusedAfterRefresh(Option<String>),
     Other(E),
+}
+
+/// What [`TokenManager::purge`] did.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Purged {
+    /// No connection.
+    Nothing,
+    /// The connection holds a grant of another client (`grant_id`); left alone.
+    OtherClient { grant_id: String },
+    /// Deleted; what the revocation came to, if one was made.
+    Deleted {
+        revocation: Option<Result<(), String>>,
+    },
 }
 
 /// A usable access token and the vault generation it came from.
@@ -271,15 +292,26 @@ impl TokenManager {
     }
 
     /// The OAuth client `key`'s grant was issued to (`client_id`); a connection whose provider
-    /// or client is no longer configured is not connected (nothing of it is sent anywhere).
-    fn client_for(&self, key: &ConnectionKey, client_id: &str) -> Result<OAuthClient, TokenError> {
-        self.clients
-            .for_connection(&key.provider, client_id)
-            .cloned()
-            .ok_or_else(|| {
+    /// or client is no longer configured is not connected (nothing of it is sent anywhere), one
+    /// whose installation was uninstalled is [`TokenError::Uninstalled`].
+    async fn client_for(
+        &self,
+        key: &ConnectionKey,
+        client_id: &str,
+    ) -> Result<OAuthClient, TokenError> {
+        match self
+            .clients
+            .for_connection(&key.provider, &key.organization_id, client_id)
+            .await
+            .map_err(TokenError::Installations)?
+        {
+            ClientChoice::Client(client) => Ok(client),
+            ClientChoice::Uninstalled => Err(TokenError::Uninstalled),
+            ClientChoice::NotConfigured => {
                 tracing::warn!(provider = %key.provider, client_id, "a connection of a provider or client that is not configured");
-                TokenError::NotConnected
-            })
+                Err(TokenError::NotConnected)
+            }
+        }
     }
 
     /// Connections queued in this instance now (held or waited for).
@@ -422,15 +454,18 @@ impl TokenManager {
     /// refresh of the grant it replaces), and returns the new grant's id. The grant it
     /// replaces is revoked afterwards (RFC 7009, best effort): nothing will use it again, and
     /// a grant left live at the Workspace is one more credential to leak.
+    /// `oauth` is the client that redeemed the code (and revokes the grant if it cannot be
+    /// stored).
     pub async fn connect(
         &self,
         key: &ConnectionKey,
+        oauth: &OAuthClient,
         tokens: TokenSet,
         requested_scopes: Vec<String>,
     ) -> Result<String, TokenError> {
         let key = key.clone();
+        let oauth = oauth.clone();
         self.detached(move |this| async move {
-            let oauth = this.client_for(&key, &tokens.client_id)?;
             let _turn = this.queue.turn(&key).await;
             let _permit = this.lease_permit().await?;
             let (mut lease, row) = this
@@ -487,7 +522,7 @@ impl TokenManager {
             if let Some(previous) = previous {
                 // Revoked by the client it was issued to; off the person's way back to the
                 // app; shutdown still waits for it.
-                match this.client_for(&key, &previous.info.client_id) {
+                match this.client_for(&key, &previous.info.client_id).await {
                     Ok(oauth) => {
                         let running = RunningGuard::enter(&this.running);
                         tokio::spawn(async move {
@@ -537,14 +572,14 @@ impl TokenManager {
                             connection.refresh_token.as_ref(),
                             &connection.access_token,
                         );
-                        match this.clients.for_connection(&key.provider, &info.client_id) {
-                            Some(oauth) => {
+                        match this.client_for(key, &info.client_id).await {
+                            Ok(oauth) => {
                                 if let Err(error) = oauth.revoke(token).await {
                                     tracing::warn!(%error, "revocation failed; deleting the connection anyway");
                                 }
                             }
-                            None => tracing::warn!(
-                                "its provider is no longer configured; deleting it unrevoked"
+                            Err(error) => tracing::warn!(
+                                %error, "its client cannot be used; deleting it unrevoked"
                             ),
                         }
                     }
@@ -558,6 +593,57 @@ impl TokenManager {
             deleted?;
             this.forget(key);
             Ok(())
+        })
+        .await
+    }
+
+    /// Ends `key`'s connection if its grant was issued to `client_id` (an uninstalled
+    /// installation's client), queued like a refresh: the grant is revoked once with `oauth`
+    /// (best effort, RFC 7009; `revoke` false when an earlier attempt already did), then the row
+    /// is deleted whatever the Workspace answered. A connection of another client (the
+    /// organization's new installation) is left alone.
+    pub async fn purge(
+        &self,
+        key: &ConnectionKey,
+        client_id: &str,
+        oauth: Option<OAuthClient>,
+        revoke: bool,
+    ) -> Result<Purged, TokenError> {
+        let (key, client_id) = (key.clone(), client_id.to_owned());
+        self.detached(move |this| async move {
+            let _turn = this.queue.turn(&key).await;
+            let _permit = this.lease_permit().await?;
+            let (mut lease, row) = this
+                .store
+                .lease_for_replacing(&key, this.lock_bound)
+                .await?;
+            let Some((info, connection)) = row else {
+                lease.release().await?;
+                return Ok(Purged::Nothing);
+            };
+            if info.client_id != client_id {
+                lease.release().await?;
+                return Ok(Purged::OtherClient {
+                    grant_id: info.grant_id,
+                });
+            }
+            let revocation = match (revoke, oauth, connection) {
+                (false, _, _) => None,
+                (true, Some(oauth), Some(connection)) => {
+                    let token = Revocable::best_of(
+                        connection.refresh_token.as_ref(),
+                        &connection.access_token,
+                    );
+                    Some(oauth.revoke(token).await.map_err(|error| error.to_string()))
+                }
+                (true, None, _) => Some(Err("the installation's credentials are gone".to_owned())),
+                (true, _, None) => Some(Err("the stored tokens cannot be decrypted".to_owned())),
+            };
+            let deleted = this.store.delete_under(&mut lease, &key).await;
+            lease.release().await?;
+            deleted?;
+            this.forget(&key);
+            Ok(Purged::Deleted { revocation })
         })
         .await
     }
@@ -738,8 +824,10 @@ impl TokenManager {
         if !binding.holds(&connection.info) {
             return Err(TokenError::NotConnected);
         }
-        if connection.info.state == ConnectionState::ReconnectRequired {
-            return Err(TokenError::ReconnectRequired);
+        match connection.info.state {
+            ConnectionState::ReconnectRequired => return Err(TokenError::ReconnectRequired),
+            ConnectionState::Uninstalled => return Err(TokenError::Uninstalled),
+            ConnectionState::Active => {}
         }
         let generation = connection.info.generation;
         let fresh = is_fresh(&connection.info, self.clock.now());
@@ -774,7 +862,7 @@ impl TokenManager {
             };
         };
 
-        let oauth = self.client_for(key, &connection.info.client_id)?;
+        let oauth = self.client_for(key, &connection.info.client_id).await?;
         match oauth.refresh(&refresh_token).await {
             Ok(tokens) => {
                 // RFC 6749 §6 issues a refresh for the same grant: a response naming another
@@ -851,6 +939,19 @@ impl TokenManager {
                 tracing::warn!(%error, "refresh refused: the app is not approved");
                 Err(TokenError::NotApproved(error))
             }
+            // RFC 6749 §5.2 `invalid_client` for an installation's client: the Workspace deleted
+            // the client, which it does when the app is uninstalled. The connection is over for
+            // good (a reconnect would use the same dead client): marked so, never a loop.
+            Err(TokenCallError::Refused { error })
+                if error == "invalid_client" && oauth.installed_for().is_some() =>
+            {
+                tracing::warn!("the installation's client was deleted at the Workspace; the connection is marked uninstalled");
+                self.store
+                    .mark_uninstalled(lease, key, generation, self.clock.now())
+                    .await?;
+                self.forget(key);
+                Err(TokenError::Uninstalled)
+            }
             Err(
                 error @ (TokenCallError::Refused { .. } | TokenCallError::UnusableResponse { .. }),
             ) => {
@@ -902,8 +1003,10 @@ impl TokenManager {
         if !binding.holds(&info) {
             return Err(TokenError::NotConnected);
         }
-        if info.state == ConnectionState::ReconnectRequired {
-            return Err(TokenError::ReconnectRequired);
+        match info.state {
+            ConnectionState::ReconnectRequired => return Err(TokenError::ReconnectRequired),
+            ConnectionState::Uninstalled => return Err(TokenError::Uninstalled),
+            ConnectionState::Active => {}
         }
         Ok(RowRead {
             info,

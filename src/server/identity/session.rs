@@ -262,6 +262,75 @@ impl ExpiredDeletion for DbSessionStore {
     }
 }
 
+/// How many session ids one page of [`delete_sessions_bound_to`] reads.
+const SESSION_SCAN_PAGE: i64 = 500;
+
+/// Deletes every session bound to `organization_id`'s connection to `provider`, except those
+/// bound to the grant `keep_grant` (the organization's connection that stays). Session records
+/// are opaque to the database (the store encodes them), so each is loaded through the store and
+/// judged by what this app wrote in it; used by the uninstall purge, which is rare.
+pub async fn delete_sessions_bound_to(
+    db: &Db,
+    provider: &ProviderId,
+    organization_id: &OrganizationId,
+    keep_grant: Option<&str>,
+) -> Result<u64, SessionError> {
+    let store = DbSessionStore::new(db);
+    let backend = |e: sqlx::Error| {
+        SessionError(tower_sessions::session::Error::Store(
+            session_store::Error::Backend(e.to_string()),
+        ))
+    };
+    let entry = connection_entry(provider.as_str());
+    let mut after = String::new();
+    let mut deleted = 0;
+    loop {
+        let ids: Vec<String> = crate::server::platform::db::on_pool!(db, pool => {
+            sqlx::query_scalar(match db {
+                Db::Sqlite(_) => "SELECT id FROM tower_sessions WHERE id > $1 ORDER BY id LIMIT $2",
+                Db::Postgres(_) => {
+                    "SELECT id FROM tower_sessions.session WHERE id > $1 ORDER BY id LIMIT $2"
+                }
+            })
+            .bind(&after)
+            .bind(SESSION_SCAN_PAGE)
+            .fetch_all(pool)
+            .await
+            .map_err(backend)?
+        });
+        let Some(last) = ids.last() else {
+            return Ok(deleted);
+        };
+        after = last.clone();
+        for id in ids {
+            // An id the store cannot read back is none of this app's sessions.
+            let Ok(id) = id.parse::<Id>() else { continue };
+            let Some(record) = store
+                .load(&id)
+                .await
+                .map_err(|e| SessionError(tower_sessions::session::Error::Store(e)))?
+            else {
+                continue;
+            };
+            let bound = record
+                .data
+                .get(&entry)
+                .and_then(|value| serde_json::from_value::<SessionConnection>(value.clone()).ok())
+                .is_some_and(|c| {
+                    c.organization_id == organization_id.as_str()
+                        && keep_grant != Some(c.grant_id.as_str())
+                });
+            if bound {
+                store
+                    .delete(&id)
+                    .await
+                    .map_err(|e| SessionError(tower_sessions::session::Error::Store(e)))?;
+                deleted += 1;
+            }
+        }
+    }
+}
+
 /// Removes expired sessions from the store in the background. With several instances each
 /// sweeps; the deletes are idempotent.
 pub fn spawn_expired_session_cleanup(db: &Db) {

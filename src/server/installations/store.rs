@@ -7,12 +7,17 @@
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
+use secrecy::SecretString;
+
 use super::lifecycle::{self, Change, Fact, Known, Organization, Reason};
 use super::payload::Event;
 use crate::server::ids::OrganizationId;
 use crate::server::platform::clock::to_unix;
-use crate::server::platform::crypto::{CipherError, Keyring};
+use crate::server::platform::crypto::{CipherError, Keyring, Sealed};
 use crate::server::platform::db::{on_pool, Db};
+use crate::server::providers::oauth::client::{
+    ClientLookupError, Installed, InstalledClients, InstalledCredentials,
+};
 
 /// How long a delivery id is remembered: longer than a sender's retry schedule (days).
 pub const DELIVERY_ID_RETENTION: Duration = Duration::from_secs(7 * 24 * 3600);
@@ -21,8 +26,10 @@ pub const DELIVERY_ID_RETENTION: Duration = Duration::from_secs(7 * 24 * 3600);
 pub enum InstallationError {
     #[error("the installations database failed")]
     Database(#[from] sqlx::Error),
-    #[error("the delivered client secret could not be sealed")]
+    #[error("the delivered client secret could not be sealed or opened")]
     Cipher(#[from] CipherError),
+    #[error("a stored client secret is not UTF-8")]
+    Encoding,
 }
 
 /// What a delivery did.
@@ -43,6 +50,25 @@ pub struct InstallationRow {
     pub uninstalled_at: Option<i64>,
     /// Whether a sealed secret is still held (until the uninstall purge).
     pub holds_secret: bool,
+    /// Deliveries that named this installation.
+    pub deliveries: i64,
+    pub last_refused_at: Option<i64>,
+    pub last_refused_reason: Option<String>,
+    /// The uninstall purge: when it finished, what revocation came to, why it must run again.
+    pub purged_at: Option<i64>,
+    pub purge_revocation: Option<String>,
+    pub purge_error: Option<String>,
+}
+
+/// A tombstoned installation whose purge is due, leased to this instance.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PurgeTask {
+    pub organization_id: OrganizationId,
+    pub client_id: String,
+    /// This attempt's number (1 for the first).
+    pub attempt: i64,
+    /// What the revocation came to if an earlier attempt made it (it is made once).
+    pub revocation: Option<String>,
 }
 
 #[derive(Clone)]
@@ -173,10 +199,35 @@ impl InstallationStore {
                 Fact::Uninstalled { at, .. } => *at,
                 Fact::Installed { .. } => None,
             };
+            let named_client = match &fact {
+                Fact::Installed { client_id, .. } => Some(*client_id),
+                Fact::Uninstalled { client_id, .. } => *client_id,
+            };
+            if let Some(client_id) = named_client {
+                sqlx::query(
+                    "UPDATE installations SET deliveries = deliveries + 1 \
+                     WHERE organization_id = $1 AND client_id = $2",
+                )
+                .bind(organization_id.as_str())
+                .bind(client_id)
+                .execute(&mut *transaction)
+                .await?;
+            }
             // Tombstones first: the one-active index holds at every statement.
             for change in &judgement.changes {
                 match change {
                     Change::Tombstone(client_id) => {
+                        // Its purge is recorded with the tombstone: no uninstall is forgotten
+                        // if this process dies after answering.
+                        sqlx::query(
+                            "INSERT INTO installation_purges (organization_id, client_id, due_at) \
+                             VALUES ($1, $2, $3) ON CONFLICT (organization_id, client_id) DO NOTHING",
+                        )
+                        .bind(organization_id.as_str())
+                        .bind(client_id)
+                        .bind(now_unix)
+                        .execute(&mut *transaction)
+                        .await?;
                         sqlx::query(
                             "UPDATE installations SET status = 'uninstalled', uninstalled_at = $1, \
                              uninstalled_event_at = $2 \
@@ -234,19 +285,246 @@ impl InstallationStore {
                     .await?;
                 }
             }
+            if let (false, Some(client_id)) = (judgement.applied, named_client) {
+                sqlx::query(
+                    "UPDATE installations SET last_refused_at = $1, last_refused_reason = $2 \
+                     WHERE organization_id = $3 AND client_id = $4",
+                )
+                .bind(now_unix)
+                .bind(judgement.reason.as_str())
+                .bind(organization_id.as_str())
+                .bind(client_id)
+                .execute(&mut *transaction)
+                .await?;
+            }
             transaction.commit().await?;
             Ok(Receipt { applied: judgement.applied, reason: judgement.reason })
         })
     }
 
-    /// Every installation, newest first: ids, status and times, never a secret.
+    /// Every installation, newest first: ids, status, times, deliveries and purge, never a
+    /// secret.
     pub async fn list(&self) -> Result<Vec<InstallationRow>, InstallationError> {
-        let query = "SELECT organization_id, client_id, installation_id, status, installed_at, \
-                     uninstalled_at, (client_secret IS NOT NULL) AS holds_secret \
-                     FROM installations \
-                     ORDER BY COALESCE(uninstalled_at, installed_at, 0) DESC, organization_id, client_id";
+        let query = "SELECT i.organization_id, i.client_id, i.installation_id, i.status, \
+                     i.installed_at, i.uninstalled_at, (i.client_secret IS NOT NULL) AS holds_secret, \
+                     i.deliveries, i.last_refused_at, i.last_refused_reason, \
+                     p.completed_at AS purged_at, p.revocation AS purge_revocation, \
+                     p.last_error AS purge_error \
+                     FROM installations i LEFT JOIN installation_purges p \
+                     ON p.organization_id = i.organization_id AND p.client_id = i.client_id \
+                     ORDER BY COALESCE(i.uninstalled_at, i.installed_at, 0) DESC, \
+                     i.organization_id, i.client_id";
         Ok(on_pool!(&self.db, pool => {
             sqlx::query_as::<_, InstallationRow>(query).fetch_all(pool).await?
         }))
+    }
+
+    /// The sealed secret of the organization's installation `client_id`, opened, if still held
+    /// (active, or tombstoned and not yet purged: the purge revokes with it).
+    async fn credentials(
+        &self,
+        organization_id: &OrganizationId,
+        client_id: &str,
+    ) -> Result<Option<InstalledCredentials>, InstallationError> {
+        let row: Option<(Option<String>, Option<Vec<u8>>)> = on_pool!(&self.db, pool => {
+            sqlx::query_as(
+                "SELECT key_id, client_secret FROM installations \
+                 WHERE organization_id = $1 AND client_id = $2",
+            )
+            .bind(organization_id.as_str())
+            .bind(client_id)
+            .fetch_optional(pool)
+            .await?
+        });
+        let Some((Some(key_id), Some(bytes))) = row else {
+            return Ok(None);
+        };
+        let secret = self
+            .keyring
+            .open(&Sealed { key_id, bytes }, &aad(organization_id, client_id))?;
+        let secret = String::from_utf8(secret).map_err(|_| InstallationError::Encoding)?;
+        Ok(Some(InstalledCredentials {
+            organization_id: organization_id.clone(),
+            client_id: client_id.to_owned(),
+            client_secret: SecretString::from(secret),
+        }))
+    }
+
+    /// The organization's installation of `client_id` (or its active one), as the client
+    /// registry asks.
+    async fn standing(
+        &self,
+        organization_id: &OrganizationId,
+        client_id: Option<&str>,
+    ) -> Result<Installed, InstallationError> {
+        let rows: Vec<(String, String)> = on_pool!(&self.db, pool => {
+            sqlx::query_as("SELECT client_id, status FROM installations WHERE organization_id = $1")
+                .bind(organization_id.as_str())
+                .fetch_all(pool)
+                .await?
+        });
+        let active = rows
+            .iter()
+            .find(|(id, status)| status == "active" && client_id.is_none_or(|c| c == id));
+        if let Some((active, _)) = active {
+            return Ok(match self.credentials(organization_id, active).await? {
+                Some(credentials) => Installed::Active(credentials),
+                // An active installation always holds its secret; without it nothing is usable.
+                None => Installed::Uninstalled,
+            });
+        }
+        let known = rows.iter().any(|(id, _)| client_id.is_none_or(|c| c == id));
+        Ok(if known {
+            Installed::Uninstalled
+        } else {
+            Installed::Unknown
+        })
+    }
+
+    /// Takes the oldest due purge for `lease` (no other instance takes it meanwhile); `None`
+    /// when none is due or another instance just took it.
+    pub async fn lease_purge(
+        &self,
+        now: SystemTime,
+        lease: Duration,
+    ) -> Result<Option<PurgeTask>, InstallationError> {
+        let now_unix = to_unix(now);
+        let until = to_unix(now + lease);
+        // A compare-and-set: the row is taken only if still free when updated, so two instances
+        // that picked the same row take it once (PostgreSQL re-checks the condition on the
+        // locked row; SQLite has one writer).
+        let row: Option<(String, String, i64, Option<String>)> = on_pool!(&self.db, pool => {
+            sqlx::query_as(
+                "UPDATE installation_purges SET leased_until = $1, attempts = attempts + 1 \
+                 WHERE (organization_id, client_id) = (\
+                   SELECT organization_id, client_id FROM installation_purges \
+                   WHERE completed_at IS NULL AND due_at <= $2 \
+                   AND (leased_until IS NULL OR leased_until <= $2) \
+                   ORDER BY due_at LIMIT 1) \
+                 AND completed_at IS NULL AND (leased_until IS NULL OR leased_until <= $2) \
+                 RETURNING organization_id, client_id, attempts, revocation",
+            )
+            .bind(until)
+            .bind(now_unix)
+            .fetch_optional(pool)
+            .await?
+        });
+        Ok(
+            row.and_then(|(organization_id, client_id, attempt, revocation)| {
+                Some(PurgeTask {
+                    organization_id: OrganizationId::parse(&organization_id)?,
+                    client_id,
+                    attempt,
+                    revocation,
+                })
+            }),
+        )
+    }
+
+    /// The credentials a purge revokes with (the tombstone's, until the purge completes).
+    pub async fn purge_credentials(
+        &self,
+        task: &PurgeTask,
+    ) -> Result<Option<InstalledCredentials>, InstallationError> {
+        self.credentials(&task.organization_id, &task.client_id)
+            .await
+    }
+
+    /// Records what the purge's one revocation came to: it is not made again.
+    pub async fn record_revocation(
+        &self,
+        task: &PurgeTask,
+        outcome: &str,
+    ) -> Result<(), InstallationError> {
+        on_pool!(&self.db, pool => {
+            sqlx::query(
+                "UPDATE installation_purges SET revocation = $1 \
+                 WHERE organization_id = $2 AND client_id = $3",
+            )
+            .bind(outcome)
+            .bind(task.organization_id.as_str())
+            .bind(&task.client_id)
+            .execute(pool)
+            .await?;
+        });
+        Ok(())
+    }
+
+    /// Ends a purge: the sealed secret is erased (the tombstone keeps ids and times only).
+    pub async fn complete_purge(
+        &self,
+        task: &PurgeTask,
+        now: SystemTime,
+    ) -> Result<(), InstallationError> {
+        on_pool!(&self.db, pool => {
+            let mut transaction = pool.begin().await?;
+            sqlx::query(
+                "UPDATE installations SET client_secret = NULL, key_id = NULL \
+                 WHERE organization_id = $1 AND client_id = $2 AND status = 'uninstalled'",
+            )
+            .bind(task.organization_id.as_str())
+            .bind(&task.client_id)
+            .execute(&mut *transaction)
+            .await?;
+            sqlx::query(
+                "UPDATE installation_purges SET completed_at = $1, leased_until = NULL, \
+                 last_error = NULL WHERE organization_id = $2 AND client_id = $3",
+            )
+            .bind(to_unix(now))
+            .bind(task.organization_id.as_str())
+            .bind(&task.client_id)
+            .execute(&mut *transaction)
+            .await?;
+            transaction.commit().await?;
+        });
+        Ok(())
+    }
+
+    /// A purge attempt failed (its database work): tried again at `retry_at`.
+    pub async fn postpone_purge(
+        &self,
+        task: &PurgeTask,
+        error: &str,
+        retry_at: SystemTime,
+    ) -> Result<(), InstallationError> {
+        on_pool!(&self.db, pool => {
+            sqlx::query(
+                "UPDATE installation_purges SET last_error = $1, due_at = $2, leased_until = NULL \
+                 WHERE organization_id = $3 AND client_id = $4",
+            )
+            .bind(error)
+            .bind(to_unix(retry_at))
+            .bind(task.organization_id.as_str())
+            .bind(&task.client_id)
+            .execute(pool)
+            .await?;
+        });
+        Ok(())
+    }
+}
+
+fn lookup_error(error: InstallationError) -> ClientLookupError {
+    ClientLookupError(Box::new(error))
+}
+
+#[async_trait::async_trait]
+impl InstalledClients for InstallationStore {
+    async fn for_organization(
+        &self,
+        organization_id: &OrganizationId,
+    ) -> Result<Installed, ClientLookupError> {
+        self.standing(organization_id, None)
+            .await
+            .map_err(lookup_error)
+    }
+
+    async fn for_client(
+        &self,
+        organization_id: &OrganizationId,
+        client_id: &str,
+    ) -> Result<Installed, ClientLookupError> {
+        self.standing(organization_id, Some(client_id))
+            .await
+            .map_err(lookup_error)
     }
 }

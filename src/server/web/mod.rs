@@ -14,9 +14,10 @@ use leptos_axum::{generate_route_list, LeptosRoutes};
 use tower_http::request_id::{MakeRequestUuid, PropagateRequestIdLayer, SetRequestIdLayer};
 use tower_http::trace::{DefaultOnResponse, TraceLayer};
 
+mod admin;
 mod oauth;
 pub mod security;
-mod webhooks;
+pub mod webhooks;
 
 pub use webhooks::WEBHOOK_RATE_LIMIT_PER_MINUTE;
 
@@ -34,6 +35,7 @@ pub fn router(state: AppState) -> Router {
     Router::new()
         .merge(health_router())
         .merge(webhooks::router(&state))
+        .merge(admin::router(&state))
         .merge(browser_router(&state))
         .layer(middleware::from_fn_with_state(
             state.clone(),

@@ -14,11 +14,13 @@ use secrecy::SecretString;
 use crate::domain::ConnectFailure;
 use crate::server::connections::{Binding, ConnectionKey};
 use crate::server::identity::session::BrowserSession;
-use crate::server::ids::ProviderId;
+use crate::server::ids::{OrganizationId, ProviderId};
 use crate::server::providers::oauth::authorization::{
     self, CallbackParams, CallbackRefusal, CallbackStep, PkceVerifier,
 };
+use crate::server::providers::oauth::client::ClientChoice;
 use crate::server::providers::oauth::flow_store::ConsumedFlow;
+use crate::server::providers::oauth::flow_store::FlowClient;
 use crate::server::providers::oauth::{OAuthClient, Revocable, TokenCallError};
 use crate::server::providers::ProviderRegistry;
 use crate::server::state::AppState;
@@ -82,8 +84,47 @@ fn unavailable_here(start_path: &str) -> Response {
         .into_response()
 }
 
+/// A page of ours, not a redirect: the person stays here.
+fn page(status: StatusCode, title: &str, body: &str) -> Response {
+    (
+        status,
+        [
+            (header::CACHE_CONTROL, HeaderValue::from_static("no-store")),
+            (
+                header::CONTENT_TYPE,
+                HeaderValue::from_static("text/html; charset=utf-8"),
+            ),
+        ],
+        format!(
+            "<!DOCTYPE html><html lang=\"en\"><title>{title}</title><h1>{title}</h1>\
+             <p>{body}</p><p><a href=\"/\">Back to Qentrah Connect</a></p></html>"
+        ),
+    )
+        .into_response()
+}
+
+/// The page for an organization whose installation was uninstalled and not replaced: no flow
+/// is started, and nothing is sent to the Workspace.
+fn uninstalled_page() -> Response {
+    page(
+        StatusCode::FORBIDDEN,
+        "Qentrah Connect was uninstalled from this Workspace",
+        "A Workspace admin removed this app from the organization, so it cannot connect. \
+         An admin can install it again from the Workspace's marketplace.",
+    )
+}
+
+/// One query parameter's value.
+fn query_param(query: Option<&str>, wanted: &str) -> Option<String> {
+    url::form_urlencoded::parse(query?.as_bytes())
+        .find(|(name, _)| name == wanted)
+        .map(|(_, value)| value.into_owned())
+}
+
 /// Starts a flow: fresh `state` and PKCE pair, remembered for this browser, then off to the
-/// Workspace's authorization endpoint.
+/// Workspace's authorization endpoint. `organization_id` names the organization whose
+/// installation's client starts it (the marketplace delivered one per organization); without
+/// it, or for an organization never installed, the configured client does.
 #[tracing::instrument(skip_all)]
 async fn start(
     State(state): State<AppState>,
@@ -94,12 +135,38 @@ async fn start(
     let Some(provider) = state.providers.get(provider_name.as_str()) else {
         return StatusCode::NOT_FOUND.into_response();
     };
-    let oauth = provider.oauth();
-    let return_to = query.as_deref().and_then(|q| {
-        url::form_urlencoded::parse(q.as_bytes())
-            .find(|(name, _)| name == "return_to")
-            .map(|(_, value)| value.into_owned())
-    });
+    let start_path = provider.profile().start_path.clone();
+    let organization_id = match query_param(query.as_deref(), "organization_id") {
+        None => None,
+        Some(given) => match OrganizationId::parse(&given) {
+            Some(id) => Some(id),
+            None => {
+                return page(
+                    StatusCode::BAD_REQUEST,
+                    "This organization id is not valid",
+                    "The link names an organization id this app cannot use. Start again from \
+                     your Workspace.",
+                )
+            }
+        },
+    };
+    let oauth = match state
+        .clients
+        .for_flow(provider_name.as_str(), organization_id.as_ref())
+        .await
+    {
+        Ok(ClientChoice::Client(oauth)) => oauth,
+        Ok(ClientChoice::Uninstalled) => {
+            tracing::info!("a flow for an uninstalled organization was not started");
+            return uninstalled_page();
+        }
+        Ok(ClientChoice::NotConfigured) => return StatusCode::NOT_FOUND.into_response(),
+        Err(error) => {
+            tracing::error!(error = %crate::server::Causes(&error), "installations unavailable");
+            return unavailable_here(&start_path);
+        }
+    };
+    let return_to = query_param(query.as_deref(), "return_to");
     let return_to = authorization::safe_return_to(return_to.as_deref());
 
     let binding = match session.flow_binding().await {
@@ -116,10 +183,15 @@ async fn start(
         return unavailable_here(&oauth.provider().start_path);
     };
     let provider = oauth.provider();
+    let flow_client = FlowClient {
+        provider: provider.name.clone(),
+        client_id: oauth.client_id().to_owned(),
+        organization_id: oauth.installed_for().cloned(),
+    };
     if let Err(error) = state
         .flows
         .remember(
-            &provider.name,
+            &flow_client,
             &oauth_state,
             &verifier,
             &binding,
@@ -146,15 +218,11 @@ async fn callback(
     RawQuery(query): RawQuery,
     provider_name: ProviderId,
 ) -> Response {
-    let Some(oauth) = state
-        .providers
-        .get(provider_name.as_str())
-        .map(|p| p.oauth().clone())
-    else {
+    let Some(configured) = state.clients.configured(provider_name.as_str()).cloned() else {
         return StatusCode::NOT_FOUND.into_response();
     };
     let params = CallbackParams::parse(query.as_deref().unwrap_or_default());
-    let provider = oauth.provider().clone();
+    let provider = configured.provider().clone();
     let binding = match session.existing_flow_binding().await {
         Ok(binding) => binding,
         Err(error) => {
@@ -220,6 +288,28 @@ async fn callback(
         }
     };
 
+    // The code is redeemed by the client the flow started with (RFC 6749 §4.1.3), and only
+    // while that client may still be used.
+    let oauth = match &flow.organization_id {
+        None => configured,
+        Some(organization_id) => match state
+            .clients
+            .for_connection(provider.name.as_str(), organization_id, &flow.client_id)
+            .await
+        {
+            Ok(ClientChoice::Client(oauth)) => oauth,
+            Ok(ClientChoice::Uninstalled | ClientChoice::NotConfigured) => {
+                tracing::info!(
+                    "the flow's installation was uninstalled meanwhile; code not redeemed"
+                );
+                return failed(ConnectFailure::Uninstalled);
+            }
+            Err(error) => {
+                tracing::error!(error = %crate::server::Causes(&error), "installations unavailable");
+                return failed(ConnectFailure::Unavailable);
+            }
+        },
+    };
     let binding =
         match complete_authorization(&state, &oauth, &flow, &code, params.iss.is_some(), now).await
         {
@@ -293,12 +383,27 @@ async fn complete_authorization(
         return Err(ConnectFailure::MissingOrganization);
     };
 
+    // An installation's client serves its own organization only: a grant for another one is
+    // not stored (and is revoked: nothing else would ever revoke it).
+    if let Some(expected) = oauth.installed_for() {
+        if *expected != organization_id {
+            tracing::warn!(%organization_id, %expected, "the Workspace connected another organization than the installation's");
+            let oauth = oauth.clone();
+            tokio::spawn(async move {
+                let token = Revocable::best_of(tokens.refresh_token.as_ref(), &tokens.access_token);
+                if let Err(error) = oauth.revoke(token).await {
+                    tracing::warn!(%error, "could not revoke the other organization's grant");
+                }
+            });
+            return Err(ConnectFailure::WrongOrganization);
+        }
+    }
     let profile = oauth.provider();
     let key = ConnectionKey::new(&profile.name, &organization_id, profile.resource_key());
     let grant_id = state
         .connections
         .tokens()
-        .connect(&key, tokens, profile.scopes.clone())
+        .connect(&key, oauth, tokens, profile.scopes.clone())
         .await
         .map_err(|error| {
             tracing::error!(?error, "could not store the connection");

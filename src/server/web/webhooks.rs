@@ -23,6 +23,43 @@ pub const WEBHOOK_PATH: &str = "/api/webhooks/qentrah";
 /// (a sender retries a 429 later), low enough that a flood cannot hold the database.
 pub const WEBHOOK_RATE_LIMIT_PER_MINUTE: u32 = 600;
 
+/// How many unattributed refusals each instance remembers for `/admin/installations`.
+pub const REFUSALS_KEPT: usize = 20;
+
+/// A delivery refused before it could be attributed: when (Unix seconds) and why, never a
+/// header or body value. Kept in memory, per instance: writing every forged request to the
+/// database would let a flood of them write to it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RefusedDelivery {
+    pub at: i64,
+    pub reason: String,
+}
+
+/// The newest [`REFUSALS_KEPT`] refused deliveries, newest first.
+#[derive(Debug, Clone, Default)]
+pub struct RefusedDeliveries(
+    std::sync::Arc<std::sync::Mutex<std::collections::VecDeque<RefusedDelivery>>>,
+);
+
+impl RefusedDeliveries {
+    pub fn record(&self, at: i64, reason: String) {
+        let mut kept = self
+            .0
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        kept.push_front(RefusedDelivery { at, reason });
+        kept.truncate(REFUSALS_KEPT);
+    }
+
+    pub fn newest_first(&self) -> Vec<RefusedDelivery> {
+        let kept = self
+            .0
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        kept.iter().cloned().collect()
+    }
+}
+
 /// The webhook's router; empty (so the path is a 404) when no signing secret is configured.
 pub fn router(state: &AppState) -> Router<AppState> {
     if !state.config.webhooks.enabled() {
@@ -91,8 +128,13 @@ async fn receive(State(state): State<AppState>, headers: HeaderMap, body: Body) 
     ) {
         Ok(delivery) => delivery,
         Err(refusal) => {
-            // The details only in the log: the sender (or a forger) learns nothing.
+            // The details only in the log and the admin page: the sender (or a forger) learns
+            // nothing.
             tracing::warn!(%refusal, "webhook delivery refused");
+            state.refused_deliveries.record(
+                crate::server::platform::clock::to_unix(state.clock.now()),
+                format!("invalid_signature: {refusal}"),
+            );
             return error(StatusCode::UNAUTHORIZED, "invalid_signature");
         }
     };
@@ -101,6 +143,10 @@ async fn receive(State(state): State<AppState>, headers: HeaderMap, body: Body) 
         Ok(event) => event,
         Err(invalid) => {
             tracing::warn!(field = invalid.field, "webhook payload refused");
+            state.refused_deliveries.record(
+                crate::server::platform::clock::to_unix(state.clock.now()),
+                format!("invalid_payload: {}", invalid.field),
+            );
             return answer(
                 StatusCode::BAD_REQUEST,
                 json!({ "error": { "code": "invalid_payload", "field": invalid.field } }),
@@ -113,6 +159,10 @@ async fn receive(State(state): State<AppState>, headers: HeaderMap, body: Body) 
         .await
     {
         Ok(receipt) => {
+            if receipt.applied {
+                // An uninstall or a replacement recorded a purge: run it now, after the answer.
+                state.purger.wake();
+            }
             tracing::info!(
                 applied = receipt.applied,
                 reason = receipt.reason.as_str(),

@@ -22,39 +22,172 @@ use serde::{Deserialize, Serialize};
 use super::authorization::PkceVerifier;
 use super::provider::{ProviderConfig, TenantSource};
 use crate::server::credentials::{AccessToken, RefreshToken, TokenSet};
-use crate::server::ids::OrganizationId;
+use crate::server::ids::{OrganizationId, ProviderId};
 use crate::server::platform::config::{ClientAuthentication, IssPolicy, WorkspaceConfig};
 use crate::server::platform::http::{read_capped, CappedReadError};
 
-/// Which OAuth client (client id and secret, on its provider's endpoints) serves a provider's
-/// flows and its stored connections. Looked up, not held: one source today (configuration, one
-/// client per provider); per-organization clients delivered by install webhooks plug in here.
-#[derive(Debug, Clone, Default)]
-pub struct ClientRegistry(std::sync::Arc<std::collections::HashMap<String, OAuthClient>>);
+/// An installation's client as its source tells it: the organization it serves, its id and its
+/// secret (delivered by the marketplace, sealed at rest; opened only to be handed to the
+/// oauth2 client).
+pub struct InstalledCredentials {
+    pub organization_id: OrganizationId,
+    pub client_id: String,
+    pub client_secret: SecretString,
+}
+
+/// What a source knows of an organization or of a client id.
+pub enum Installed {
+    /// An active installation.
+    Active(InstalledCredentials),
+    /// Uninstalled and not replaced: nothing of it may be used again.
+    Uninstalled,
+    /// Never installed here (or not an installation's client).
+    Unknown,
+}
+
+/// The source could not be asked (its database failed, a sealed secret did not open).
+#[derive(Debug, thiserror::Error)]
+#[error("the installed clients could not be read")]
+pub struct ClientLookupError(#[source] pub Box<dyn std::error::Error + Send + Sync>);
+
+/// Where per-organization clients come from: the marketplace's installations. A trait, so
+/// that the providers know nothing of how installations are stored.
+#[async_trait::async_trait]
+pub trait InstalledClients: Send + Sync {
+    /// The organization's installation.
+    async fn for_organization(
+        &self,
+        organization_id: &OrganizationId,
+    ) -> Result<Installed, ClientLookupError>;
+    /// The organization's installation whose client is `client_id`.
+    async fn for_client(
+        &self,
+        organization_id: &OrganizationId,
+        client_id: &str,
+    ) -> Result<Installed, ClientLookupError>;
+}
+
+/// Which client a lookup found.
+#[derive(Debug, Clone)]
+pub enum ClientChoice {
+    Client(OAuthClient),
+    /// The client belonged to an installation that was uninstalled (and, for an organization,
+    /// not replaced).
+    Uninstalled,
+    /// The provider, or that client, is not configured: nothing of it is sent anywhere.
+    NotConfigured,
+}
+
+/// Which OAuth client (client id and secret, on its provider's endpoints) serves a flow or a
+/// stored connection. Looked up, not held: the configured client of each provider, and for
+/// Qentrah the clients the marketplace delivered per organization ([`InstalledClients`]).
+#[derive(Clone, Default)]
+pub struct ClientRegistry {
+    configured: std::sync::Arc<std::collections::HashMap<String, OAuthClient>>,
+    /// The provider installations deliver clients for, and where they are.
+    installed: Option<(String, std::sync::Arc<dyn InstalledClients>)>,
+}
+
+impl std::fmt::Debug for ClientRegistry {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ClientRegistry")
+            .field("configured", &self.configured.len())
+            .field("installed_for", &self.installed.as_ref().map(|(p, _)| p))
+            .finish()
+    }
+}
 
 impl ClientRegistry {
     pub fn new(clients: impl IntoIterator<Item = OAuthClient>) -> Self {
-        Self(std::sync::Arc::new(
-            clients
-                .into_iter()
-                .map(|client| (client.provider().name.as_str().to_owned(), client))
-                .collect(),
-        ))
+        Self {
+            configured: std::sync::Arc::new(
+                clients
+                    .into_iter()
+                    .map(|client| (client.provider().name.as_str().to_owned(), client))
+                    .collect(),
+            ),
+            installed: None,
+        }
     }
 
-    /// The client a flow with `provider` starts and completes with.
-    pub fn for_flow(&self, provider: &str) -> Option<&OAuthClient> {
-        self.0.get(provider)
+    /// Adds the installations' clients of `provider` (the marketplace's Workspace).
+    pub fn with_installations(
+        mut self,
+        provider: &ProviderId,
+        source: std::sync::Arc<dyn InstalledClients>,
+    ) -> Self {
+        self.installed = Some((provider.as_str().to_owned(), source));
+        self
     }
 
-    /// The client that refreshes and revokes a stored connection of `provider` whose grant was
+    /// The configured client of `provider`.
+    pub fn configured(&self, provider: &str) -> Option<&OAuthClient> {
+        self.configured.get(provider)
+    }
+
+    fn installations_of(&self, provider: &str) -> Option<&dyn InstalledClients> {
+        self.installed
+            .as_ref()
+            .filter(|(of, _)| of == provider)
+            .map(|(_, source)| source.as_ref())
+    }
+
+    /// The client a flow with `provider` starts with: for an organization with an active
+    /// installation, that installation's; for one whose installation was uninstalled and not
+    /// replaced, none ([`ClientChoice::Uninstalled`]); otherwise the configured one.
+    pub async fn for_flow(
+        &self,
+        provider: &str,
+        organization_id: Option<&OrganizationId>,
+    ) -> Result<ClientChoice, ClientLookupError> {
+        let Some(configured) = self.configured.get(provider) else {
+            return Ok(ClientChoice::NotConfigured);
+        };
+        let (Some(organization_id), Some(source)) =
+            (organization_id, self.installations_of(provider))
+        else {
+            return Ok(ClientChoice::Client(configured.clone()));
+        };
+        Ok(match source.for_organization(organization_id).await? {
+            Installed::Active(credentials) => {
+                ClientChoice::Client(configured.with_credentials(credentials))
+            }
+            Installed::Uninstalled => ClientChoice::Uninstalled,
+            Installed::Unknown => ClientChoice::Client(configured.clone()),
+        })
+    }
+
+    /// The client that completes, refreshes and revokes `organization_id`'s grant of `provider`
     /// issued to `client_id` (`""`: a row from before the column, issued to the configured
-    /// client). A refresh token is bound to the client it was issued to (RFC 6749 §6, §10.4),
-    /// so `None` when that client is no longer configured: then nothing of it is sent anywhere.
-    pub fn for_connection(&self, provider: &str, client_id: &str) -> Option<&OAuthClient> {
-        self.0
-            .get(provider)
-            .filter(|client| client_id.is_empty() || client.client_id() == client_id)
+    /// client); an installation's client serves only its own organization. A
+    /// refresh token is bound to the client it was issued to (RFC 6749 §6, §10.4): another
+    /// client is never used for it, and a client no longer configured or installed is none,
+    /// so nothing of the grant is sent anywhere.
+    pub async fn for_connection(
+        &self,
+        provider: &str,
+        organization_id: &OrganizationId,
+        client_id: &str,
+    ) -> Result<ClientChoice, ClientLookupError> {
+        let Some(configured) = self.configured.get(provider) else {
+            return Ok(ClientChoice::NotConfigured);
+        };
+        if client_id.is_empty() || configured.client_id() == client_id {
+            return Ok(ClientChoice::Client(configured.clone()));
+        }
+        let Some(source) = self.installations_of(provider) else {
+            return Ok(ClientChoice::NotConfigured);
+        };
+        Ok(match source.for_client(organization_id, client_id).await? {
+            Installed::Active(credentials)
+                if credentials.client_id == client_id
+                    && credentials.organization_id == *organization_id =>
+            {
+                ClientChoice::Client(configured.with_credentials(credentials))
+            }
+            Installed::Active(_) | Installed::Unknown => ClientChoice::NotConfigured,
+            Installed::Uninstalled => ClientChoice::Uninstalled,
+        })
     }
 }
 
@@ -146,6 +279,10 @@ impl<'a> Revocable<'a> {
 #[derive(Clone)]
 pub struct OAuthClient(std::sync::Arc<OAuthClientParts>);
 
+/// Whether the provider always sends `iss`, once its metadata said, and until when that answer
+/// holds (`None`: for good).
+type SendsIss = std::sync::Arc<std::sync::Mutex<Option<(bool, Option<SystemTime>)>>>;
+
 struct OAuthClientParts {
     provider: ProviderConfig,
     client_id: String,
@@ -154,7 +291,10 @@ struct OAuthClientParts {
     http: reqwest::Client,
     /// Whether the provider always sends `iss`, once its metadata has said so either way, and
     /// until when that answer holds (`None`: for good).
-    sends_iss: std::sync::Mutex<Option<(bool, Option<SystemTime>)>>,
+    /// Shared by every client of the provider (it is the provider's promise, not a client's).
+    sends_iss: SendsIss,
+    /// For an installation's client, the organization it was delivered for.
+    installed_for: Option<OrganizationId>,
 }
 
 impl std::fmt::Debug for OAuthClient {
@@ -177,6 +317,38 @@ impl OAuthClient {
             .client_secret
             .as_ref()
             .map(|s| SecretString::from(s.expose().to_owned()));
+        Self::build(
+            provider,
+            workspace.client_id.as_str().to_owned(),
+            client_secret,
+            http,
+            std::sync::Arc::default(),
+            None,
+        )
+    }
+
+    /// This provider's client registered as an installation delivered it: same endpoints and
+    /// profile, the installation's id and secret (`client_secret_post`, as the brief's form
+    /// fields, or whatever the profile names).
+    pub fn with_credentials(&self, credentials: InstalledCredentials) -> Self {
+        Self::build(
+            self.0.provider.clone(),
+            credentials.client_id,
+            Some(credentials.client_secret),
+            self.0.http.clone(),
+            self.0.sends_iss.clone(),
+            Some(credentials.organization_id),
+        )
+    }
+
+    fn build(
+        provider: ProviderConfig,
+        client_id: String,
+        client_secret: Option<SecretString>,
+        http: reqwest::Client,
+        sends_iss: SendsIss,
+        installed_for: Option<OrganizationId>,
+    ) -> Self {
         // The profile's method (RFC 6749 §2.3.1): Qentrah's is client_secret_post, client_id
         // and client_secret as form fields, as the integration brief gives them, and the
         // Workspace holds a client to it. Public clients send client_id alone in the body
@@ -185,7 +357,7 @@ impl OAuthClient {
             ClientAuthentication::ClientSecretPost => AuthType::RequestBody,
             ClientAuthentication::ClientSecretBasic => AuthType::BasicAuth,
         };
-        let mut oauth = oauth2::Client::new(ClientId::new(workspace.client_id.as_str().to_owned()))
+        let mut oauth = oauth2::Client::new(ClientId::new(client_id.clone()))
             .set_auth_uri(AuthUrl::from_url(provider.authorize_url.clone()))
             .set_token_uri(TokenUrl::from_url(provider.token_url.clone()))
             .set_redirect_uri(oauth2::RedirectUrl::from_url(provider.redirect_uri.clone()))
@@ -195,11 +367,12 @@ impl OAuthClient {
         }
         Self(std::sync::Arc::new(OAuthClientParts {
             provider,
-            client_id: workspace.client_id.as_str().to_owned(),
+            client_id,
             client_secret,
             oauth,
             http,
-            sends_iss: std::sync::Mutex::new(None),
+            sends_iss,
+            installed_for,
         }))
     }
 
@@ -284,6 +457,12 @@ impl OAuthClient {
 
     pub fn client_id(&self) -> &str {
         &self.0.client_id
+    }
+
+    /// The organization an installation's client was delivered for (`None`: the configured
+    /// client, which serves any organization).
+    pub fn installed_for(&self) -> Option<&OrganizationId> {
+        self.0.installed_for.as_ref()
     }
 
     /// Exchanges an authorization code (RFC 6749 §4.1.3) with its PKCE verifier (RFC 7636 §4.5)
@@ -631,29 +810,128 @@ mod tests {
         ));
     }
 
-    #[test]
-    fn a_stored_connection_is_served_only_by_the_client_its_grant_was_issued_to() {
+    /// Installations as a fake source: org_acme has app_acme, org_gone was uninstalled.
+    struct FakeInstallations;
+
+    #[async_trait::async_trait]
+    impl InstalledClients for FakeInstallations {
+        async fn for_organization(
+            &self,
+            organization_id: &OrganizationId,
+        ) -> Result<Installed, ClientLookupError> {
+            let client_id = match organization_id.as_str() {
+                "org_acme" => "app_acme",
+                "org_gone" => "app_gone",
+                _ => "",
+            };
+            self.for_client(organization_id, client_id).await
+        }
+
+        async fn for_client(
+            &self,
+            organization_id: &OrganizationId,
+            client_id: &str,
+        ) -> Result<Installed, ClientLookupError> {
+            if !matches!(organization_id.as_str(), "org_acme" | "org_gone") {
+                return Ok(Installed::Unknown);
+            }
+            Ok(match client_id {
+                "app_acme" => Installed::Active(InstalledCredentials {
+                    organization_id: OrganizationId::parse("org_acme").unwrap(),
+                    client_id: "app_acme".to_owned(),
+                    client_secret: SecretString::from("secret_acme_0123456789"),
+                }),
+                "app_gone" => Installed::Uninstalled,
+                _ => Installed::Unknown,
+            })
+        }
+    }
+
+    fn chosen(choice: ClientChoice) -> String {
+        match choice {
+            ClientChoice::Client(client) => client.client_id().to_owned(),
+            ClientChoice::Uninstalled => "(uninstalled)".to_owned(),
+            ClientChoice::NotConfigured => "(none)".to_owned(),
+        }
+    }
+
+    #[tokio::test]
+    async fn a_stored_connection_is_served_only_by_the_client_its_grant_was_issued_to() {
         let client = qentrah_client("http://localhost:3000", IssPolicy::FromMetadata);
         let clients = ClientRegistry::new([client]);
-        let served = |provider: &str, client_id: &str| {
-            clients
-                .for_connection(provider, client_id)
-                .map(|c| c.client_id().to_owned())
+        let served = |provider: &'static str, client_id: &'static str| {
+            let clients = clients.clone();
+            async move {
+                let org = OrganizationId::parse("org_acme").unwrap();
+                chosen(
+                    clients
+                        .for_connection(provider, &org, client_id)
+                        .await
+                        .unwrap(),
+                )
+            }
         };
         assert_eq!(
-            served("qentrah", "partners_client_dev").as_deref(),
-            Some("partners_client_dev")
+            served("qentrah", "partners_client_dev").await,
+            "partners_client_dev"
         );
         // Rows from before the column was added: the configured client.
+        assert_eq!(served("qentrah", "").await, "partners_client_dev");
+        assert_eq!(served("qentrah", "another_client").await, "(none)");
+        assert_eq!(served("other", "partners_client_dev").await, "(none)");
         assert_eq!(
-            served("qentrah", "").as_deref(),
-            Some("partners_client_dev")
+            chosen(clients.for_flow("qentrah", None).await.unwrap()),
+            "partners_client_dev"
         );
-        assert_eq!(served("qentrah", "another_client"), None);
-        assert_eq!(served("other", "partners_client_dev"), None);
+    }
+
+    #[tokio::test]
+    async fn an_installed_organization_is_served_by_its_installations_client() {
+        let configured = qentrah_client("http://localhost:3000", IssPolicy::FromMetadata);
+        let clients = ClientRegistry::new([configured]).with_installations(
+            &ProviderId::qentrah(),
+            std::sync::Arc::new(FakeInstallations),
+        );
+        let org = |id: &str| OrganizationId::parse(id).unwrap();
+        let flow = |id: &str| {
+            let (clients, id) = (clients.clone(), org(id));
+            async move { chosen(clients.for_flow("qentrah", Some(&id)).await.unwrap()) }
+        };
+        assert_eq!(flow("org_acme").await, "app_acme");
+        assert_eq!(flow("org_gone").await, "(uninstalled)");
+        // Never installed: the configured client, as before installations.
+        assert_eq!(flow("org_other").await, "partners_client_dev");
+        let ClientChoice::Client(acme) = clients
+            .for_flow("qentrah", Some(&org("org_acme")))
+            .await
+            .unwrap()
+        else {
+            panic!("org_acme's client");
+        };
+        assert_eq!(acme.installed_for(), Some(&org("org_acme")));
+        assert!(format!("{acme:?}").contains("confidential: true"));
+        assert!(!format!("{acme:?}").contains("secret_acme"));
+
+        let connection = |organization_id: &'static str, client_id: &'static str| {
+            let clients = clients.clone();
+            async move {
+                let org = OrganizationId::parse(organization_id).unwrap();
+                chosen(
+                    clients
+                        .for_connection("qentrah", &org, client_id)
+                        .await
+                        .unwrap(),
+                )
+            }
+        };
+        assert_eq!(connection("org_acme", "app_acme").await, "app_acme");
+        assert_eq!(connection("org_gone", "app_gone").await, "(uninstalled)");
+        assert_eq!(connection("org_acme", "app_unknown").await, "(none)");
+        // An installation's client never serves another organization's grant.
+        assert_eq!(connection("org_other", "app_acme").await, "(none)");
         assert_eq!(
-            clients.for_flow("qentrah").map(OAuthClient::client_id),
-            Some("partners_client_dev")
+            connection("org_acme", "partners_client_dev").await,
+            "partners_client_dev"
         );
     }
 }

@@ -6,10 +6,20 @@ use std::sync::Arc;
 use std::time::SystemTime;
 
 use super::authorization::{digest, PkceVerifier, State, FLOW_LIFETIME};
-use crate::server::ids::ProviderId;
+use crate::server::ids::{OrganizationId, ProviderId};
 use crate::server::platform::clock::{from_unix, to_unix};
 use crate::server::platform::crypto::{Keyring, Sealed};
 use crate::server::platform::db::{on_pool, Db};
+
+/// Whose flow it is: the provider, the OAuth client it is started with (its code may be
+/// redeemed by that client only, RFC 6749 §4.1.3) and, for an installation's client, the
+/// organization it is for.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct FlowClient {
+    pub provider: ProviderId,
+    pub client_id: String,
+    pub organization_id: Option<OrganizationId>,
+}
 
 /// A flow taken back by its callback.
 #[derive(Debug)]
@@ -17,6 +27,11 @@ pub struct ConsumedFlow {
     pub verifier: PkceVerifier,
     pub return_to: String,
     pub provider: String,
+    /// The client the flow started with ('' for flows from before this was recorded: the
+    /// configured one).
+    pub client_id: String,
+    /// The organization an installation's flow is for.
+    pub organization_id: Option<OrganizationId>,
 }
 
 #[derive(thiserror::Error)]
@@ -48,7 +63,7 @@ impl FlowStore {
     #[tracing::instrument(skip_all)]
     pub async fn remember(
         &self,
-        provider: &ProviderId,
+        client: &FlowClient,
         state: &State,
         verifier: &PkceVerifier,
         browser_binding: &str,
@@ -70,15 +85,18 @@ impl FlowStore {
         on_pool!(&self.db, pool => {
             sqlx::query(
                 "INSERT INTO oauth_flows (state_hash, browser_hash, provider, key_id, verifier, \
-                 return_to, expires_at) VALUES ($1, $2, $3, $4, $5, $6, $7)",
+                 return_to, expires_at, client_id, organization_id) \
+                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)",
             )
             .bind(state_digest.as_slice())
             .bind(digest(browser_binding).as_slice())
-            .bind(provider.as_str())
+            .bind(client.provider.as_str())
             .bind(&sealed.key_id)
             .bind(&sealed.bytes)
             .bind(return_to)
             .bind(to_unix(now + FLOW_LIFETIME))
+            .bind(&client.client_id)
+            .bind(client.organization_id.as_ref().map(OrganizationId::as_str))
             .execute(pool)
             .await
             .map(drop)
@@ -102,7 +120,8 @@ impl FlowStore {
         let row: Option<FlowRow> = on_pool!(&self.db, pool => {
             sqlx::query_as(
                 "DELETE FROM oauth_flows WHERE state_hash = $1 AND browser_hash = $2 \
-                 RETURNING provider, key_id, verifier, return_to, expires_at",
+                 RETURNING provider, key_id, verifier, return_to, expires_at, client_id, \
+                 organization_id",
             )
             .bind(state_digest.as_slice())
             .bind(digest(browser_binding).as_slice())
@@ -124,6 +143,30 @@ impl FlowStore {
             verifier: PkceVerifier::from_stored(String::from_utf8_lossy(&verifier).into_owned()),
             return_to: row.return_to,
             provider: row.provider,
+            client_id: row.client_id,
+            // An id that does not parse was never stored by this app: the flow is no
+            // installation's.
+            organization_id: row
+                .organization_id
+                .as_deref()
+                .and_then(OrganizationId::parse),
+        }))
+    }
+
+    /// Ends the organization's flows in progress with `client_id` (its installation was
+    /// uninstalled): their codes could no longer be redeemed, and must not be.
+    pub async fn forget_client(
+        &self,
+        organization_id: &OrganizationId,
+        client_id: &str,
+    ) -> Result<u64, FlowStoreError> {
+        Ok(on_pool!(&self.db, pool => {
+            sqlx::query("DELETE FROM oauth_flows WHERE organization_id = $1 AND client_id = $2")
+                .bind(organization_id.as_str())
+                .bind(client_id)
+                .execute(pool)
+                .await?
+                .rows_affected()
         }))
     }
 }
@@ -136,6 +179,8 @@ struct FlowRow {
     verifier: Vec<u8>,
     return_to: String,
     expires_at: i64,
+    client_id: String,
+    organization_id: Option<String>,
 }
 
 crate::server::debug_with_causes!(FlowStoreError);
@@ -145,6 +190,14 @@ mod tests {
     use super::*;
     use crate::server::platform::config::{DatabaseUrl, SessionSecret, VaultKeys};
     use std::time::Duration;
+
+    fn configured() -> FlowClient {
+        FlowClient {
+            provider: ProviderId::qentrah(),
+            client_id: "configured".to_owned(),
+            organization_id: None,
+        }
+    }
 
     async fn store() -> FlowStore {
         let db =
@@ -165,7 +218,7 @@ mod tests {
         );
         flows
             .remember(
-                &ProviderId::qentrah(),
+                &configured(),
                 &state,
                 &verifier,
                 "browser-a",
@@ -201,14 +254,7 @@ mod tests {
 
         let late = State::generate().unwrap();
         flows
-            .remember(
-                &ProviderId::qentrah(),
-                &late,
-                &verifier,
-                "browser-a",
-                "/",
-                now,
-            )
+            .remember(&configured(), &late, &verifier, "browser-a", "/", now)
             .await
             .unwrap();
         let after = now + FLOW_LIFETIME + Duration::from_secs(1);
@@ -235,11 +281,11 @@ mod tests {
             PkceVerifier::generate().unwrap(),
         );
         flows
-            .remember(&ProviderId::qentrah(), &s1, &v1, "b", "/one", now)
+            .remember(&configured(), &s1, &v1, "b", "/one", now)
             .await
             .unwrap();
         flows
-            .remember(&ProviderId::qentrah(), &s2, &v2, "b", "/two", now)
+            .remember(&configured(), &s2, &v2, "b", "/two", now)
             .await
             .unwrap();
         let second = flows
@@ -258,5 +304,54 @@ mod tests {
         );
         assert_eq!(first.verifier.expose(), v1.expose());
         assert_eq!(second.verifier.expose(), v2.expose());
+    }
+
+    #[tokio::test]
+    async fn a_flow_keeps_its_client_and_an_uninstall_ends_the_organizations_flows() {
+        let flows = store().await;
+        let now = from_unix(1_800_000_000);
+        let org = OrganizationId::parse("org_acme").unwrap();
+        let installed = FlowClient {
+            provider: ProviderId::qentrah(),
+            client_id: "app_acme".to_owned(),
+            organization_id: Some(org.clone()),
+        };
+        let verifier = PkceVerifier::generate().unwrap();
+        let (kept, ended) = (State::generate().unwrap(), State::generate().unwrap());
+        flows
+            .remember(&installed, &kept, &verifier, "b", "/", now)
+            .await
+            .unwrap();
+        let flow = flows
+            .consume(&kept.digest(), "b", now)
+            .await
+            .unwrap()
+            .unwrap();
+        assert_eq!(flow.client_id, "app_acme");
+        assert_eq!(flow.organization_id, Some(org.clone()));
+
+        flows
+            .remember(&installed, &ended, &verifier, "b", "/", now)
+            .await
+            .unwrap();
+        flows
+            .remember(&configured(), &kept, &verifier, "b", "/", now)
+            .await
+            .unwrap();
+        assert_eq!(flows.forget_client(&org, "app_acme").await.unwrap(), 1);
+        assert!(flows
+            .consume(&ended.digest(), "b", now)
+            .await
+            .unwrap()
+            .is_none());
+        let other = flows
+            .consume(&kept.digest(), "b", now)
+            .await
+            .unwrap()
+            .unwrap();
+        assert_eq!(
+            (other.client_id.as_str(), other.organization_id),
+            ("configured", None)
+        );
     }
 }

@@ -28,6 +28,12 @@ pub enum WorkspaceError {
     /// Workspace refused.
     #[error("the connection must be authorized again ({code})")]
     ReconnectRequired { code: String },
+    /// The app was uninstalled from the organization's Workspace.
+    #[error("the app was uninstalled from this Workspace")]
+    Uninstalled,
+    /// The installed clients could not be read: retry later.
+    #[error("the installed clients could not be read")]
+    Installations,
     /// `app_not_approved`: only a Workspace admin can fix it.
     #[error("a Workspace admin has not approved this app")]
     AppNotApproved,
@@ -67,6 +73,11 @@ impl From<TokenError> for WorkspaceError {
             },
             TokenError::Refused(_) => WorkspaceError::Misconfigured,
             TokenError::NotApproved(_) => WorkspaceError::AppNotApproved,
+            TokenError::Uninstalled => WorkspaceError::Uninstalled,
+            TokenError::Installations(error) => {
+                tracing::warn!(%error, "the installed clients could not be read");
+                WorkspaceError::Installations
+            }
             TokenError::WrongOrganization => WorkspaceError::WrongOrganization,
             TokenError::RejectedWithoutReason => WorkspaceError::Unavailable {
                 detail: "the Workspace refused the token without an error code".to_owned(),
