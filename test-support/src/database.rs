@@ -159,6 +159,28 @@ impl TestDatabase {
     }
 
     /// `SELECT COUNT(*) FROM {table}`.
+    /// The one whole number `sql` selects, if it selects a row (and it is not NULL).
+    pub async fn scalar(&self, sql: &str) -> Option<i64> {
+        match &self.kind {
+            Kind::Sqlite { .. } => {
+                let mut db = sqlx::SqliteConnection::connect(&self.url).await.unwrap();
+                sqlx::query_scalar::<_, Option<i64>>(sql)
+                    .fetch_optional(&mut db)
+                    .await
+                    .unwrap()
+                    .flatten()
+            }
+            Kind::Postgres { .. } => {
+                let mut db = sqlx::PgConnection::connect(&self.url).await.unwrap();
+                sqlx::query_scalar::<_, Option<i64>>(sql)
+                    .fetch_optional(&mut db)
+                    .await
+                    .unwrap()
+                    .flatten()
+            }
+        }
+    }
+
     pub async fn count(&self, table: &str) -> i64 {
         let sql = format!("SELECT COUNT(*) FROM {table}");
         match &self.kind {

@@ -113,6 +113,11 @@ fn spreading_browser(lb_addr: SocketAddr, jar: Arc<reqwest::cookie::Jar>) -> req
 /// A cluster of `instances` in-process instances sharing one clock, or `None` (skipped) when
 /// no PostgreSQL answers.
 async fn cluster(instances: usize) -> Option<Cluster> {
+    cluster_with(instances, &Options::default()).await
+}
+
+/// [`cluster`], every instance configured with `options`.
+async fn cluster_with(instances: usize, options: &Options) -> Option<Cluster> {
     let database = TestDatabase::postgres_or_skip().await?;
     let lb_listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
     let lb_addr = lb_listener.local_addr().unwrap();
@@ -126,7 +131,7 @@ async fn cluster(instances: usize) -> Option<Cluster> {
     for _ in 0..instances {
         let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
         lb.add(listener.local_addr().unwrap());
-        let config = app_config(&ws, &origin, &database.url, &Options::default());
+        let config = app_config(&ws, &origin, &database.url, options);
         start_instance(config, &clock, listener).await;
     }
     let mut app = TestApp::external(origin, lb_addr, ws, database);
@@ -365,4 +370,134 @@ async fn waiting_for_another_instances_refresh_is_bounded() {
         .unwrap();
     assert!(connection.is_some());
     lease.release().await.unwrap();
+}
+
+fn with_webhooks() -> Options {
+    Options {
+        env: vec![(
+            "QENTRAH_WEBHOOK_SECRETS",
+            qentrah_dev_workspace::DEV_WEBHOOK_SECRET.to_owned(),
+        )],
+        ..Options::default()
+    }
+}
+
+/// Twenty deliveries of one id at once, spread over two instances: applied once, the rest
+/// duplicates. Then an uninstall's purge runs once however many instances look for it: one
+/// revocation at the Workspace, one attempt recorded.
+#[tokio::test]
+async fn one_delivery_applies_once_and_one_purge_runs_once_across_instances() {
+    use qentrah_connect::server::installations::signature::sign;
+    use qentrah_connect::server::platform::clock::{to_unix, Clock};
+    use qentrah_connect::server::platform::config::WebhookSecret;
+
+    let Some(Cluster { app, lb }) = cluster_with(2, &with_webhooks()).await else {
+        return;
+    };
+    let secret = WebhookSecret::parse(qentrah_dev_workspace::DEV_WEBHOOK_SECRET).unwrap();
+    let body = json!({
+        "type": "app.installed",
+        "data": {
+            "organizationId": "org_harbor",
+            "clientId": "app_concurrent",
+            "clientSecret": "concurrent-client-secret-0123456789",
+        }
+    })
+    .to_string();
+    let deliveries = (0..20).map(|_| {
+        let (app, body, secret) = (&app, body.clone(), &secret);
+        async move {
+            let timestamp = to_unix(app.clock.now());
+            let response = app
+                .client
+                .post(app.url("/api/webhooks/qentrah"))
+                .header("content-type", "application/json")
+                .header("webhook-id", "msg_across_instances")
+                .header("webhook-timestamp", timestamp.to_string())
+                .header(
+                    "webhook-signature",
+                    sign(secret, "msg_across_instances", timestamp, body.as_bytes()),
+                )
+                .body(body)
+                .send()
+                .await
+                .unwrap();
+            let status = response.status().as_u16();
+            (status, response.json::<serde_json::Value>().await.unwrap())
+        }
+    });
+    let answers = futures::future::join_all(deliveries).await;
+    let reasons: Vec<_> = answers
+        .iter()
+        .map(|(status, body)| {
+            (
+                *status,
+                body["reason"].as_str().unwrap_or_default().to_owned(),
+            )
+        })
+        .collect();
+    let installed = reasons
+        .iter()
+        .filter(|(s, r)| *s == 200 && r == "installed")
+        .count();
+    let duplicates = reasons
+        .iter()
+        .filter(|(s, r)| *s == 200 && r == "duplicate")
+        .count();
+    assert_eq!((installed, duplicates), (1, 19), "{reasons:?}");
+    let served = lb.served();
+    assert!(
+        served.iter().all(|&n| n > 0),
+        "both instances answered: {served:?}"
+    );
+
+    // Through the Workspace's marketplace: install, connect, uninstall.
+    let (installation, id) = app.ws.control.install("org_acme", None).unwrap();
+    assert_eq!(
+        app.ws.control.delivered(&id).await.unwrap().state,
+        "delivered"
+    );
+    let start = app
+        .client
+        .get(app.url("/api/auth/qentrah/start?organization_id=org_acme"))
+        .send()
+        .await
+        .unwrap();
+    let callback = app.consent(&location(&start), "org_acme", "approve").await;
+    assert_eq!(app.finish(&app.client, &callback).await.status(), 303);
+    assert_eq!(app.server_fn(&app.client, "clients").await.0, 200);
+    let (_, id) = app.ws.control.uninstall("org_acme", None).unwrap();
+    assert_eq!(
+        app.ws.control.delivered(&id).await.unwrap().state,
+        "delivered"
+    );
+    let mut done = false;
+    for _ in 0..200 {
+        let attempts = app
+            .database
+            .scalar(&format!(
+                "SELECT attempts FROM installation_purges WHERE client_id = '{}' \
+                 AND completed_at IS NOT NULL",
+                installation.client_id
+            ))
+            .await;
+        if let Some(attempts) = attempts {
+            assert_eq!(attempts, 1, "the purge ran once");
+            done = true;
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert!(done, "the purge completed");
+    // Both instances poll; give the other one a turn, then count.
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let revocations = app
+        .ws
+        .control
+        .requests()
+        .into_iter()
+        .filter(|r| r.path == "/oauth/revoke")
+        .count();
+    assert_eq!(revocations, 1);
+    assert_eq!(app.database.count("connections").await, 0);
 }

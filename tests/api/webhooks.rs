@@ -458,3 +458,21 @@ async fn the_webhook_route_has_a_rate_limit_of_its_own() {
         .unwrap();
     assert_eq!(response.status(), 303);
 }
+
+/// A delivery that waits on a locked database is answered 503 with `Retry-After` within the
+/// answer budget, never left hanging; nothing of it is recorded, so the retry applies it.
+#[tokio::test]
+async fn a_delivery_behind_a_locked_database_is_answered_503_and_its_retry_applies() {
+    let app = app().await;
+    let Some(release) = app.database.hold_write_lock().await else {
+        return; // SQLite's whole-database write lock; PostgreSQL has nothing like it.
+    };
+    let delivery = Delivery::new("msg_locked", install("org_acme", "app_locked", None));
+    let (status, body, headers) = deliver(&app, &delivery).await;
+    assert_eq!(status, 503, "{body}");
+    assert_eq!(body["error"]["code"], json!("temporarily_unavailable"));
+    assert!(headers.contains_key("retry-after"));
+    drop(release);
+    let (status, body, _) = deliver(&app, &delivery).await;
+    assert_eq!((status, body["reason"].clone()), (200, json!("installed")));
+}

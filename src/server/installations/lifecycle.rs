@@ -241,6 +241,79 @@ pub fn apply(fact: &Fact<'_>, judgement: &Judgement, organization: &mut Organiza
     }
 }
 
+/// Random Workspace histories for the property tests (here, on the judgement; in `store`, on
+/// the database).
+#[cfg(test)]
+pub(crate) mod histories {
+    use proptest::prelude::*;
+
+    /// One step of a Workspace's history: install a new client (replacing the active one), or
+    /// uninstall the active one, naming it or not.
+    #[derive(Debug, Clone)]
+    pub enum Step {
+        Install,
+        Uninstall { names_client: bool },
+    }
+
+    /// A delivery of a history: the client, whether an install, the client an uninstall
+    /// names, its event time.
+    pub type Sent = (String, bool, Option<String>, i64);
+
+    /// The deliveries a history makes (each with its event time), and the Workspace's own final
+    /// active client.
+    pub fn history(steps: &[Step]) -> (Vec<Sent>, Option<String>) {
+        let mut active: Option<String> = None;
+        let mut deliveries = Vec::new();
+        let mut clients = 0;
+        for (time, step) in steps.iter().enumerate() {
+            let time = i64::try_from(time).unwrap_or_default() * 10 + 10;
+            match step {
+                // Up to three installations of the organization: later installs are left out.
+                Step::Install if clients == 3 => {}
+                Step::Install => {
+                    clients += 1;
+                    let client = format!("app_{clients}");
+                    deliveries.push((client.clone(), true, None, time));
+                    active = Some(client);
+                }
+                Step::Uninstall { names_client } => {
+                    if let Some(client) = active.take() {
+                        let named = names_client.then(|| client.clone());
+                        deliveries.push((client, false, named, time));
+                    } else {
+                        deliveries.push((String::new(), false, None, time));
+                    }
+                }
+            }
+        }
+        (deliveries, active)
+    }
+
+    /// The order deliveries arrive in: shuffled by the random indices, then `replays` (earlier
+    /// deliveries again) appended.
+    pub fn arrival(
+        len: usize,
+        order: &[proptest::sample::Index],
+        replays: &[proptest::sample::Index],
+    ) -> Vec<usize> {
+        let mut arrival: Vec<usize> = (0..len).collect();
+        for (i, index) in order.iter().enumerate() {
+            arrival.swap(i % len, index.index(len));
+        }
+        for index in replays {
+            arrival.push(index.index(len));
+        }
+        arrival
+    }
+
+    pub fn step() -> impl Strategy<Value = Step> {
+        prop_oneof![
+            Just(Step::Install),
+            any::<bool>().prop_map(|names_client| Step::Uninstall { names_client }),
+        ]
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -343,54 +416,7 @@ mod tests {
 
     use proptest::prelude::*;
 
-    /// One step of a Workspace's history: install a new client (replacing the active one), or
-    /// uninstall the active one, naming it or not.
-    #[derive(Debug, Clone)]
-    enum Step {
-        Install,
-        Uninstall { names_client: bool },
-    }
-
-    /// The deliveries a history makes (each with its event time), and the Workspace's own
-    /// final active client.
-    /// A delivery of a history: the client, whether an install, the client an uninstall
-    /// names, its event time.
-    type Sent = (String, bool, Option<String>, i64);
-
-    fn history(steps: &[Step]) -> (Vec<Sent>, Option<String>) {
-        let mut active: Option<String> = None;
-        let mut deliveries = Vec::new();
-        let mut clients = 0;
-        for (time, step) in steps.iter().enumerate() {
-            let time = i64::try_from(time).unwrap_or_default() * 10 + 10;
-            match step {
-                // Up to three installations of the organization: later installs are left out.
-                Step::Install if clients == 3 => {}
-                Step::Install => {
-                    clients += 1;
-                    let client = format!("app_{clients}");
-                    deliveries.push((client.clone(), true, None, time));
-                    active = Some(client);
-                }
-                Step::Uninstall { names_client } => {
-                    if let Some(client) = active.take() {
-                        let named = names_client.then(|| client.clone());
-                        deliveries.push((client, false, named, time));
-                    } else {
-                        deliveries.push((String::new(), false, None, time));
-                    }
-                }
-            }
-        }
-        (deliveries, active)
-    }
-
-    fn step() -> impl Strategy<Value = Step> {
-        prop_oneof![
-            Just(Step::Install),
-            any::<bool>().prop_map(|names_client| Step::Uninstall { names_client }),
-        ]
-    }
+    use super::histories::{arrival, history, step};
 
     proptest! {
         /// Up to three installations of one organization, delivered in any order, with
@@ -404,15 +430,7 @@ mod tests {
             timed in any::<bool>(),
         ) {
             let (deliveries, workspace_active) = history(&steps);
-            // Arrival order: a shuffle by the random indices, then replays appended.
-            let mut arrival: Vec<usize> = (0..deliveries.len()).collect();
-            for (i, index) in order.iter().enumerate() {
-                let len = arrival.len();
-                arrival.swap(i % len, index.index(len));
-            }
-            for index in &replays {
-                arrival.push(index.index(deliveries.len()));
-            }
+            let arrival = arrival(deliveries.len(), &order, &replays);
             let mut organization = Organization::default();
             let mut ever_tombstoned: Vec<String> = Vec::new();
             for &i in &arrival {

@@ -30,6 +30,8 @@ pub enum InstallationError {
     Cipher(#[from] CipherError),
     #[error("a stored client secret is not UTF-8")]
     Encoding,
+    #[error("the delivery was not applied within the answer budget")]
+    TimedOut,
 }
 
 /// What a delivery did.
@@ -526,5 +528,168 @@ impl InstalledClients for InstallationStore {
         self.standing(organization_id, Some(client_id))
             .await
             .map_err(lookup_error)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::server::installations::lifecycle::histories::{arrival, history, step};
+    use crate::server::installations::payload;
+    use crate::server::platform::config::{DatabaseUrl, SessionSecret, VaultKeys};
+    use proptest::prelude::*;
+
+    async fn store() -> InstallationStore {
+        let db =
+            crate::server::platform::db::connect(&DatabaseUrl::parse("sqlite::memory:").unwrap())
+                .await
+                .unwrap();
+        let keyring = VaultKeys::default().keyring(&SessionSecret::parse("s".repeat(40)).unwrap());
+        InstallationStore::new(db, Arc::new(keyring))
+    }
+
+    fn body(client: &str, is_install: bool, named: Option<&str>, at: Option<i64>) -> Vec<u8> {
+        let mut data = serde_json::json!({ "organizationId": "org_acme" });
+        if is_install {
+            data["clientId"] = serde_json::json!(client);
+            data["clientSecret"] = serde_json::json!(format!("secret-of-{client}-0123456789"));
+        } else if let Some(named) = named {
+            data["clientId"] = serde_json::json!(named);
+        }
+        let event_type = if is_install {
+            "app.installed"
+        } else {
+            "app.uninstalled"
+        };
+        let mut event = serde_json::json!({ "type": event_type, "data": data });
+        if let Some(at) = at {
+            event["timestamp"] = serde_json::json!(qentrah_dev_workspace::marketplace::iso8601(
+                u64::try_from(1_800_000_000 + at).unwrap_or_default()
+            ));
+        }
+        event.to_string().into_bytes()
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig { cases: 48, ..ProptestConfig::default() })]
+
+        /// The property test of `lifecycle`, through the database: deliveries of up to three
+        /// installations in any order, each arriving once or twice under its id (a retry) and
+        /// some again under a new id (a replay). At most one installation is active, a
+        /// tombstone never comes back, a retry changes nothing, and with event times the app
+        /// ends where the Workspace did; what it holds opens for the active one only.
+        #[test]
+        fn any_interleaving_keeps_the_rules_in_the_database(
+            steps in proptest::collection::vec(step(), 1..8),
+            order in proptest::collection::vec(any::<proptest::sample::Index>(), 0..20),
+            replays in proptest::collection::vec(any::<proptest::sample::Index>(), 0..5),
+            retried in proptest::collection::vec(any::<bool>(), 20),
+            timed in any::<bool>(),
+        ) {
+            let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+            runtime.block_on(async {
+                let store = store().await;
+                let now = std::time::UNIX_EPOCH + Duration::from_secs(1_900_000_000);
+                let (deliveries, workspace_active) = history(&steps);
+                let mut ever_tombstoned: Vec<String> = Vec::new();
+                for (n, &i) in arrival(deliveries.len(), &order, &replays).iter().enumerate() {
+                    let (client, is_install, named, time) = &deliveries[i];
+                    let event = payload::parse(&body(client, *is_install, named.as_deref(), timed.then_some(*time))).unwrap();
+                    let id = format!("msg_{n}");
+                    store.receive(&id, &event, now).await.unwrap();
+                    let after = store.list().await.unwrap();
+                    if retried[n % retried.len()] {
+                        let receipt = store.receive(&id, &event, now).await.unwrap();
+                        prop_assert_eq!(receipt, Receipt { applied: false, reason: Reason::Duplicate });
+                        prop_assert_eq!(&store.list().await.unwrap(), &after, "a retry changed something");
+                    }
+                    let actives: Vec<&InstallationRow> = after.iter().filter(|r| r.status == "active").collect();
+                    prop_assert!(actives.len() <= 1, "{:?}", after);
+                    for row in &after {
+                        if row.status == "active" {
+                            prop_assert!(!ever_tombstoned.contains(&row.client_id), "{:?} came back", row);
+                        } else if !ever_tombstoned.contains(&row.client_id) {
+                            ever_tombstoned.push(row.client_id.clone());
+                        }
+                    }
+                }
+                let organization = OrganizationId::parse("org_acme").unwrap();
+                let app_active = match store.for_organization(&organization).await.unwrap() {
+                    Installed::Active(credentials) => {
+                        prop_assert_eq!(
+                            secrecy::ExposeSecret::expose_secret(&credentials.client_secret),
+                            format!("secret-of-{}-0123456789", credentials.client_id)
+                        );
+                        Some(credentials.client_id)
+                    }
+                    Installed::Uninstalled | Installed::Unknown => None,
+                };
+                if timed {
+                    prop_assert_eq!(app_active, workspace_active, "{:?}", steps);
+                }
+                Ok(())
+            })?;
+        }
+    }
+
+    /// Two instances asking for due purges at once: one takes it, and it is not handed out
+    /// again until its lease lapses or it is postponed.
+    #[tokio::test]
+    async fn a_purge_is_leased_to_one_taker_at_a_time() {
+        let store = store().await;
+        let now = std::time::UNIX_EPOCH + Duration::from_secs(1_900_000_000);
+        let install = payload::parse(&body("app_1", true, None, None)).unwrap();
+        let uninstall = payload::parse(&body("", false, Some("app_1"), None)).unwrap();
+        store.receive("msg_1", &install, now).await.unwrap();
+        store.receive("msg_2", &uninstall, now).await.unwrap();
+
+        let lease = Duration::from_secs(120);
+        let (a, b) = tokio::join!(store.lease_purge(now, lease), store.lease_purge(now, lease));
+        let taken: Vec<PurgeTask> = [a.unwrap(), b.unwrap()].into_iter().flatten().collect();
+        assert_eq!(taken.len(), 1, "{taken:?}");
+        let task = &taken[0];
+        assert_eq!((task.client_id.as_str(), task.attempt), ("app_1", 1));
+        assert!(
+            store.purge_credentials(task).await.unwrap().is_some(),
+            "revocable until purged"
+        );
+        assert!(store
+            .lease_purge(now + Duration::from_secs(60), lease)
+            .await
+            .unwrap()
+            .is_none());
+        // A taker that died: after the lease, another takes it (attempt 2).
+        let again = store
+            .lease_purge(now + lease, lease)
+            .await
+            .unwrap()
+            .unwrap();
+        assert_eq!(again.attempt, 2);
+        store
+            .postpone_purge(&again, "database", now + Duration::from_secs(500))
+            .await
+            .unwrap();
+        assert!(store
+            .lease_purge(now + lease, lease)
+            .await
+            .unwrap()
+            .is_none());
+        let later = now + Duration::from_secs(500);
+        let third = store.lease_purge(later, lease).await.unwrap().unwrap();
+        store.complete_purge(&third, later).await.unwrap();
+        assert!(store
+            .lease_purge(later + lease * 2, lease)
+            .await
+            .unwrap()
+            .is_none());
+        assert!(
+            store.purge_credentials(&third).await.unwrap().is_none(),
+            "the secret is erased"
+        );
+        let row = store.list().await.unwrap().remove(0);
+        assert_eq!(
+            (row.status.as_str(), row.holds_secret, row.purge_error),
+            ("uninstalled", false, None)
+        );
     }
 }

@@ -23,6 +23,12 @@ pub const WEBHOOK_PATH: &str = "/api/webhooks/qentrah";
 /// (a sender retries a 429 later), low enough that a flood cannot hold the database.
 pub const WEBHOOK_RATE_LIMIT_PER_MINUTE: u32 = 600;
 
+/// How long a delivery may take to apply before it is answered 503 (the sender retries): a
+/// sender times out and retries a slow answer anyway, so one that waits on a locked database
+/// must still be answered within the 5 s the integration promises. A transaction cut off here
+/// is rolled back: the delivery id is not recorded, and the retry applies it.
+pub const ANSWER_BUDGET: std::time::Duration = std::time::Duration::from_secs(4);
+
 /// How many unattributed refusals each instance remembers for `/admin/installations`.
 pub const REFUSALS_KEPT: usize = 20;
 
@@ -153,11 +159,15 @@ async fn receive(State(state): State<AppState>, headers: HeaderMap, body: Body) 
             );
         }
     };
-    match state
-        .installations
-        .receive(&delivery.id, &event, state.clock.now())
-        .await
-    {
+    let received = tokio::time::timeout(
+        ANSWER_BUDGET,
+        state
+            .installations
+            .receive(&delivery.id, &event, state.clock.now()),
+    )
+    .await
+    .unwrap_or_else(|_| Err(crate::server::installations::InstallationError::TimedOut));
+    match received {
         Ok(receipt) => {
             if receipt.applied {
                 // An uninstall or a replacement recorded a purge: run it now, after the answer.
