@@ -81,6 +81,7 @@ tools-e2e:
 # The dev Workspace on QENTRAH_WORKSPACE_API_URL and the app on PARTNER_APP_URL (both from the
 # environment, else .env); Ctrl-C stops both.
 dev: tools-rust .env
+	@grep -q '^DEV_WORKSPACE_WEBHOOK_SECRET=' .env || echo "note: .env has no DEV_WORKSPACE_WEBHOOK_SECRET, so the dev Workspace has no marketplace: copy the two webhook lines from .env.example"
 	cargo build -p qentrah-dev-workspace
 	@url="$${PARTNER_APP_URL:-$$(sed -n 's/^PARTNER_APP_URL=//p' .env | tail -n1)}"; \
 	port="$$(echo "$$url" | sed -E 's#^[a-z]+://[^/:]+:?([0-9]*).*#\1#')"; \

@@ -8,6 +8,8 @@ const appBin = process.env.APP_BIN ?? '../target/release/qentrah-connect';
 const workspaceBin = process.env.WORKSPACE_BIN ?? '../target/release/qentrah-dev-workspace';
 const workspacePort = Number(process.env.E2E_WORKSPACE_PORT ?? 3100);
 export const workspaceURL = `http://localhost:${workspacePort}`;
+// The marketplace's webhook signing secret, the same on both sides (as .env.example has it).
+const webhookSecret = 'whsec_ZW5kLXRvLWVuZC1tYXJrZXRwbGFjZS1zaWduaW5nLWtleQ==';
 
 export default defineConfig({
   testDir: './tests',
@@ -60,6 +62,7 @@ export default defineConfig({
         PARTNER_APP_URL: baseURL,
         // Every secret the Workspace issues, for the leak test: a file, never an HTTP endpoint.
         DEV_WORKSPACE_SECRETS_FILE: '../target/e2e/issued-secrets.txt',
+        DEV_WORKSPACE_WEBHOOK_SECRET: webhookSecret,
       },
     },
     {
@@ -80,6 +83,7 @@ export default defineConfig({
       QENTRAH_CLIENT_SECRET: '',
       SESSION_SECRET: 'end-to-end-test-session-secret-0123456789',
       RUST_LOG: 'trace',
+      QENTRAH_WEBHOOK_SECRETS: webhookSecret,
       // The suite runs dozens of flows from one address within a minute.
       AUTH_RATE_LIMIT_PER_MINUTE: '10000',
     },

@@ -221,6 +221,15 @@ pub async fn start(config: DevWorkspaceConfig) -> std::io::Result<DevWorkspace> 
                 .open(path)?,
         );
     }
+    // The signing secrets are secrets too: leak tests look for them as for every token.
+    let signing_secrets = world
+        .marketplace
+        .as_ref()
+        .map(|m| m.config.signing_secrets.clone())
+        .unwrap_or_default();
+    for secret in signing_secrets {
+        world.note_secret(&secret);
+    }
     let world = SharedWorld::new(world);
     let app = router(world.clone(), &issuer_path, config.profile);
     let (tx, rx) = oneshot::channel::<()>();

@@ -3,7 +3,8 @@ import { expect, test, type Page } from '@playwright/test';
 import { approve, connect, control } from './support';
 
 // Everything the browser receives or holds during real flows, checked against every code,
-// token and PKCE verifier the dev Workspace issued or received. Not one may appear, in the
+// token and PKCE verifier the dev Workspace issued or received, every client secret its
+// marketplace delivered, and its webhook signing secret. Not one may appear, in the
 // browser or in the app's own logs at the most verbose level.
 
 type Seen = { where: string; text: string };
@@ -89,6 +90,24 @@ test('no token, code, verifier or secret reaches the browser or the logs', async
   await page.getByRole('button', { name: 'Yes, disconnect' }).click();
   await expect(page.getByText('Not connected to Qentrah.')).toBeVisible();
   await snapshotStorage(page, seen);
+
+  // A marketplace install: the client secret it delivers, and the webhook signing secret, are
+  // secrets like the tokens (both are in the Workspace's list).
+  await control(request, 'marketplace/install?organization_id=org_harbor');
+  await expect(async () => {
+    await visit('/admin/installations');
+    await expect(page.getByRole('row').filter({ hasText: 'org_harbor' }).first()).toContainText('active', { timeout: 500 });
+  }).toPass({ timeout: 10_000 });
+  await page.goto('/api/auth/qentrah/start?organization_id=org_harbor');
+  await approve(page, 'Harbor & Pine Estates');
+  await expect(page.getByText('Connected to')).toBeVisible();
+  await snapshotStorage(page, seen);
+  for (const path of ['/organization', '/connection']) await visit(path);
+  await control(request, 'marketplace/uninstall?organization_id=org_harbor');
+  await expect(async () => {
+    await visit('/admin/installations');
+    await expect(page.getByRole('row').filter({ hasText: 'org_harbor' }).first()).toContainText('done', { timeout: 500 });
+  }).toPass({ timeout: 10_000 });
 
   const secrets: string[] = readFileSync('../target/e2e/issued-secrets.txt', 'utf8')
     .split('\n')

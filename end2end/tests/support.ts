@@ -4,6 +4,8 @@ const workspacePort = Number(process.env.E2E_WORKSPACE_PORT ?? 3100);
 // Control calls go to 127.0.0.1: the control API answers only on loopback, and Node may
 // resolve `localhost` to ::1 first.
 export const controlURL = `http://127.0.0.1:${workspacePort}/__dev`;
+/** The dev Workspace's own pages (its marketplace), as a person's browser opens them. */
+export const workspaceURL = `http://localhost:${workspacePort}`;
 
 /** POST a control action to the dev Workspace, e.g. `control(request, 'reset')`. */
 export async function control(request: APIRequestContext, action: string): Promise<void> {

@@ -25,7 +25,7 @@ pub use secrets::{
     parse_key, SessionSecret, VaultKeys, DEVELOPMENT_SESSION_SECRET, SESSION_SECRET_MIN_CHARS,
 };
 pub use urls::{PartnerAppUrl, WorkspaceApiUrl};
-pub use webhooks::{WebhookConfig, WebhookSecret};
+pub use webhooks::{WebhookConfig, WebhookSecret, DEVELOPMENT_WEBHOOK_SECRET};
 
 /// The variables, by the exact names the Qentrah integration brief gives them.
 pub mod var {
@@ -116,6 +116,22 @@ impl AppConfig {
                 "is the public development value from .env.example; generate a fresh one for an https deployment (e.g. `openssl rand -base64 48`)",
             ));
         }
+        let webhooks = WebhookConfig::from_env(&env)?;
+        // Likewise the development webhook signing secret: anyone could sign installs with it.
+        let development_webhook_secret = WebhookSecret::parse(DEVELOPMENT_WEBHOOK_SECRET);
+        if partner_app_url.is_https()
+            && webhooks.secrets.iter().any(|s| {
+                Some(s.expose())
+                    == development_webhook_secret
+                        .as_ref()
+                        .map(WebhookSecret::expose)
+            })
+        {
+            return Err(ConfigError::new(
+                var::WEBHOOK_SECRETS,
+                "holds the public development value from .env.example; use the signing secret the Workspace shows for your app",
+            ));
+        }
         Ok(Self {
             workspace,
             partner_app_url,
@@ -145,7 +161,7 @@ impl AppConfig {
                 DatabaseUrl::parse,
             )?,
             other_providers: providers::other_providers(&env)?,
-            webhooks: WebhookConfig::from_env(&env)?,
+            webhooks,
         })
     }
 }
@@ -192,6 +208,30 @@ mod tests {
             !err.to_string().contains(DEVELOPMENT_SESSION_SECRET),
             "{err}"
         );
+    }
+
+    #[test]
+    fn the_development_webhook_secret_is_refused_over_https() {
+        let example =
+            std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/.env.example")).unwrap();
+        assert!(
+            example.contains(&format!(
+                "QENTRAH_WEBHOOK_SECRETS={DEVELOPMENT_WEBHOOK_SECRET}\n"
+            )),
+            ".env.example ships the development secret this check knows"
+        );
+        assert_eq!(
+            DEVELOPMENT_WEBHOOK_SECRET,
+            qentrah_dev_workspace::DEV_WEBHOOK_SECRET,
+            "the dev Workspace signs with it"
+        );
+        let mut vars = valid();
+        vars.insert(var::WEBHOOK_SECRETS, DEVELOPMENT_WEBHOOK_SECRET.to_owned());
+        assert!(AppConfig::from_lookup(|name| vars.get(name).cloned()).is_ok());
+        vars.insert(var::PARTNER_APP_URL, "https://partner.example".to_owned());
+        let err = AppConfig::from_lookup(|name| vars.get(name).cloned()).unwrap_err();
+        assert_eq!(err.variable, var::WEBHOOK_SECRETS);
+        assert!(!err.to_string().contains("whsec_"), "{err}");
     }
 
     const SECRET: &str = "0123456789abcdef0123456789abcdef-dev";

@@ -18,6 +18,10 @@ pub const DEFAULT_WEBHOOK_TOLERANCE_SECS: u64 = 300;
 /// How long data about the people of an uninstalled organization is kept, by default.
 pub const DEFAULT_UNINSTALL_RETENTION_HOURS: u64 = 48;
 
+/// The development signing secret `.env.example` ships (the dev Workspace's marketplace signs
+/// with it): public, so refused for an https deployment.
+pub const DEVELOPMENT_WEBHOOK_SECRET: &str = "whsec_ZGV2LXdvcmtzcGFjZS13ZWJob29rLXNpZ25pbmcta2V5";
+
 /// A signing secret, `whsec_` then base64 of 24–64 bytes.
 ///
 /// # Security
