@@ -660,6 +660,178 @@ async fn memory(report: &mut Report) {
     child.kill().await.ok();
 }
 
+/// One client per sender address (127.0.1.k): the webhook route's rate limit is per sender
+/// address, as a Workspace's few sending hosts meet it, so a benchmark that wants more than
+/// 600 deliveries a minute sends from many.
+fn senders(count: u8) -> Vec<reqwest::Client> {
+    (1..=count)
+        .map(|k| {
+            reqwest::Client::builder()
+                .local_address(std::net::IpAddr::from([127, 0, 1, k]))
+                .build()
+                .unwrap()
+        })
+        .collect()
+}
+
+/// A signed `app.installed` for a new organization: what the route verifies, dedupes, seals and
+/// commits.
+fn signed_install(n: usize) -> (String, String, String, String) {
+    use qentrah_connect::server::installations::signature::sign;
+    use qentrah_connect::server::platform::config::WebhookSecret;
+    let secret = WebhookSecret::parse(qentrah_dev_workspace::DEV_WEBHOOK_SECRET).unwrap();
+    let id = format!("msg_bench_{n}");
+    let body = serde_json::json!({
+        "type": "app.installed",
+        "timestamp": "2026-12-01T10:00:00Z",
+        "data": {
+            "organizationId": format!("org_bench_{n}"),
+            "installationId": format!("inst_bench_{n}"),
+            "clientId": format!("app_bench_{n}"),
+            "clientSecret": format!("bench-client-secret-{n:08}-0123456789"),
+        }
+    })
+    .to_string();
+    let timestamp = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs()
+        .to_string();
+    let signature = sign(&secret, &id, timestamp.parse().unwrap(), body.as_bytes());
+    (id, timestamp, signature, body)
+}
+
+/// Posts delivery `n` to `url`; returns how long the answer took.
+async fn post_delivery(http: &reqwest::Client, url: &str, n: usize) -> Duration {
+    let (id, timestamp, signature, body) = signed_install(n);
+    let started = Instant::now();
+    let response = http
+        .post(url)
+        .header("content-type", "application/json")
+        .header("webhook-id", id)
+        .header("webhook-timestamp", timestamp)
+        .header("webhook-signature", signature)
+        .body(body)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(
+        response.status(),
+        200,
+        "{}",
+        response.text().await.unwrap_or_default()
+    );
+    response.bytes().await.unwrap();
+    started.elapsed()
+}
+
+/// A bare axum handler doing one insert into the same kind of database (the app's pool and
+/// migrations on a file of its own): the floor a delivery is compared with.
+async fn bare_insert_server() -> (String, tempfile::TempDir) {
+    use qentrah_connect::server::platform::config::DatabaseUrl;
+    use qentrah_connect::server::platform::db::{connect, Db};
+    let dir = tempfile::tempdir().unwrap();
+    let url = format!("sqlite://{}", dir.path().join("bare.db").display());
+    let db = connect(&DatabaseUrl::parse(&url).unwrap()).await.unwrap();
+    let Db::Sqlite(pool) = db else { unreachable!() };
+    let router = axum::Router::new().route(
+        "/bare",
+        axum::routing::post(
+            move |headers: axum::http::HeaderMap, _body: axum::body::Bytes| {
+                let pool = pool.clone();
+                async move {
+                    let id = headers["webhook-id"].to_str().unwrap().to_owned();
+                    sqlx::query(
+                        "INSERT INTO webhook_deliveries (webhook_id, received_at) VALUES ($1, 0)",
+                    )
+                    .bind(id)
+                    .execute(&pool)
+                    .await
+                    .unwrap();
+                    axum::Json(serde_json::json!({ "received": true }))
+                }
+            },
+        ),
+    );
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let base = format!("http://{}/bare", listener.local_addr().unwrap());
+    tokio::spawn(async move { axum::serve(listener, router).await });
+    (base, dir)
+}
+
+/// Deliveries per second, one after another, spread over `clients` (each keeps its connection).
+async fn delivery_rate(clients: &[reqwest::Client], url: &str, from: usize, n: usize) -> f64 {
+    let started = Instant::now();
+    for i in 0..n {
+        post_delivery(&clients[i % clients.len()], url, from + i).await;
+    }
+    n as f64 / started.elapsed().as_secs_f64()
+}
+
+/// Each answer's latency with `senders` sending at once, `each` deliveries apiece.
+async fn concurrent_latencies(
+    clients: &[reqwest::Client],
+    url: &str,
+    from: usize,
+    each: usize,
+) -> Vec<Duration> {
+    let sending = clients.iter().enumerate().map(|(k, client)| async move {
+        let mut latencies = Vec::with_capacity(each);
+        for i in 0..each {
+            latencies.push(post_delivery(client, url, from + k * each + i).await);
+        }
+        latencies
+    });
+    futures::future::join_all(sending)
+        .await
+        .into_iter()
+        .flatten()
+        .collect()
+}
+
+async fn webhook_deliveries(report: &mut Report) {
+    let app = spawn_app_with(Options {
+        env: vec![(
+            "QENTRAH_WEBHOOK_SECRETS",
+            qentrah_dev_workspace::DEV_WEBHOOK_SECRET.to_owned(),
+        )],
+        ..Options::default()
+    })
+    .await;
+    let url = app.url("/api/webhooks/qentrah");
+    let (bare, _bare_dir) = bare_insert_server().await;
+    let clients = senders(50);
+    // Interleaved in halves so drift hits both alike; every delivery a new organization.
+    let n = 400;
+    let (mut product, mut floor) = (0.0, 0.0);
+    for half in 0..2 {
+        product += delivery_rate(&clients, &url, half * n, n / 2).await;
+        floor += delivery_rate(&clients, &bare, 10_000 + half * n, n / 2).await;
+    }
+    let r = product / floor;
+    report.add(
+        "webhook deliveries/s (verify + dedupe + seal + commit) ÷ bare insert",
+        format!("{r:.2}× ({:.0}/s)", product / 2.0),
+        "≥ 0.25×",
+        r >= 0.25,
+    );
+    let mut latencies = concurrent_latencies(&clients, &url, 20_000, 10).await;
+    let p99 = percentile(&mut latencies, 0.99);
+    let mut bare_latencies = concurrent_latencies(&clients, &bare, 30_000, 10).await;
+    let bare_p99 = percentile(&mut bare_latencies, 0.99);
+    report.add(
+        "webhook answer p99, 50 concurrent senders",
+        format!("{} ms", p99.as_millis()),
+        "≤ 1000 ms",
+        p99 <= Duration::from_secs(1),
+    );
+    report.explain(
+        "  the bare insert's p99, the same senders",
+        format!("{} ms", bare_p99.as_millis()),
+        "the floor",
+    );
+}
+
 #[tokio::main]
 async fn main() {
     // `cargo bench` passes --bench; a filter argument is not supported.
@@ -673,6 +845,7 @@ async fn main() {
     refresh_under_contention(&mut report).await;
     vault_cost(&mut report).await;
     server_render_cost(&mut report).await;
+    webhook_deliveries(&mut report).await;
     upstream_connections_and_timeouts(&mut report).await;
     bundle_size(&mut report).await;
     memory(&mut report).await;
