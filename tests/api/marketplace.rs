@@ -483,3 +483,52 @@ async fn a_delivered_client_secret_appears_nowhere_in_clear() {
         "the client secret is in the trace log"
     );
 }
+
+/// A delivery the app could not take (its database locked: 503) is retried on the schedule and
+/// applied; redelivering it afterwards (same id, new timestamp and signature) is a duplicate.
+#[tokio::test]
+async fn a_refused_delivery_is_retried_and_a_redelivery_is_a_duplicate() {
+    let app = app().await;
+    let Some(release) = app.database.hold_write_lock().await else {
+        return; // SQLite's whole-database write lock; PostgreSQL has nothing like it.
+    };
+    let (installation, id) = app.ws.control.install("org_acme", None).unwrap();
+    for _ in 0..200 {
+        let attempted = app
+            .ws
+            .control
+            .deliveries()
+            .into_iter()
+            .any(|d| d.id == id && !d.attempts.is_empty());
+        if attempted {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    drop(release);
+    let (delivery, status) = delivered(&app, &id).await;
+    let answers: Vec<_> = delivery
+        .attempts
+        .iter()
+        .map(|a| (a.status, a.answer.as_str()))
+        .collect();
+    assert_eq!(
+        answers,
+        [
+            (Some(503), "temporarily_unavailable"),
+            (Some(200), "installed")
+        ]
+    );
+    assert_eq!((status, delivery.state.as_str()), (200, "delivered"));
+
+    app.ws.control.redeliver(&id).unwrap();
+    tokio::time::sleep(Duration::from_millis(50)).await;
+    let (delivery, _) = delivered(&app, &id).await;
+    assert_eq!(delivery.attempts.last().unwrap().answer, "duplicate");
+    let rows = installations(&app).await;
+    assert_eq!(rows.len(), 1);
+    assert_eq!(
+        (rows[0].client_id.as_str(), rows[0].status.as_str()),
+        (installation.client_id.as_str(), "active")
+    );
+}

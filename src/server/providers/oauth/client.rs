@@ -28,7 +28,8 @@ use crate::server::platform::http::{read_capped, CappedReadError};
 
 /// An installation's client as its source tells it: the organization it serves, its id and its
 /// secret (delivered by the marketplace, sealed at rest; opened only to be handed to the
-/// oauth2 client).
+/// oauth2 client). `Debug` shows the ids; the secret's (secrecy's) is redacted.
+#[derive(Debug)]
 pub struct InstalledCredentials {
     pub organization_id: OrganizationId,
     pub client_id: String,
@@ -36,6 +37,7 @@ pub struct InstalledCredentials {
 }
 
 /// What a source knows of an organization or of a client id.
+#[derive(Debug)]
 pub enum Installed {
     /// An active installation.
     Active(InstalledCredentials),
@@ -911,6 +913,15 @@ mod tests {
         assert_eq!(acme.installed_for(), Some(&org("org_acme")));
         assert!(format!("{acme:?}").contains("confidential: true"));
         assert!(!format!("{acme:?}").contains("secret_acme"));
+        let installed = FakeInstallations
+            .for_organization(&org("org_acme"))
+            .await
+            .unwrap();
+        let shown = format!("{installed:?}");
+        assert!(
+            shown.contains("app_acme") && !shown.contains("secret_acme"),
+            "{shown}"
+        );
 
         let connection = |organization_id: &'static str, client_id: &'static str| {
             let clients = clients.clone();
