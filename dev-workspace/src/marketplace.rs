@@ -785,6 +785,12 @@ fn required<'a>(params: &'a crate::params::Params, name: &str) -> Result<&'a str
         .ok_or_else(|| BadRequest(format!("{name} is required")))
 }
 
+/// The one parameter `name` a control call needs.
+fn one_param(raw: Option<String>, name: &str) -> Result<String, BadRequest> {
+    let params = query(raw)?;
+    required(&params, name).map(str::to_owned)
+}
+
 /// Installs or uninstalls, then sends the delivery.
 pub(crate) fn act(
     world: &SharedWorld,
@@ -851,12 +857,8 @@ fn control_act(world: &SharedWorld, raw: Option<String>, install_it: bool) -> Re
 }
 
 async fn control_redeliver(State(world): State<SharedWorld>, RawQuery(raw): RawQuery) -> Response {
-    let params = match query(raw) {
-        Ok(params) => params,
-        Err(response) => return response.into_response(),
-    };
-    let id = match required(&params, "delivery_id") {
-        Ok(id) => id.to_owned(),
+    let id = match one_param(raw, "delivery_id") {
+        Ok(value) => value,
         Err(response) => return response.into_response(),
     };
     match send(&world, &id) {
@@ -868,12 +870,8 @@ async fn control_redeliver(State(world): State<SharedWorld>, RawQuery(raw): RawQ
 /// Installs and uninstalls, and delivers the uninstall first (an uninstall that overtook its
 /// install): the app must keep the organization uninstalled.
 async fn control_reorder(State(world): State<SharedWorld>, RawQuery(raw): RawQuery) -> Response {
-    let params = match query(raw) {
-        Ok(params) => params,
-        Err(response) => return response.into_response(),
-    };
-    let organization_id = match required(&params, "organization_id") {
-        Ok(org) => org.to_owned(),
+    let organization_id = match one_param(raw, "organization_id") {
+        Ok(value) => value,
         Err(response) => return response.into_response(),
     };
     let ids = {
@@ -900,12 +898,8 @@ async fn control_replay_install(
     State(world): State<SharedWorld>,
     RawQuery(raw): RawQuery,
 ) -> Response {
-    let params = match query(raw) {
-        Ok(params) => params,
-        Err(response) => return response.into_response(),
-    };
-    let organization_id = match required(&params, "organization_id") {
-        Ok(org) => org.to_owned(),
+    let organization_id = match one_param(raw, "organization_id") {
+        Ok(value) => value,
         Err(response) => return response.into_response(),
     };
     let replayed = replay_install(&mut world.lock(), &organization_id);

@@ -94,6 +94,18 @@ async fn connect_installed(
     (authorize, location(&response))
 }
 
+/// The app's `/admin/installations`, as this machine sees it.
+async fn admin_page(app: &TestApp) -> String {
+    let response = app
+        .client
+        .get(app.url("/admin/installations"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 200);
+    response.text().await.unwrap()
+}
+
 fn query_value(url: &str, name: &str) -> Option<String> {
     url::Url::parse(url)
         .unwrap()
@@ -235,14 +247,7 @@ async fn an_uninstall_ends_what_the_installation_left_behind_even_when_revocatio
         .contains("Qentrah Connect was uninstalled from this Workspace"));
     assert_eq!(app.ws.control.requests().len(), before);
     // The admin page tells it, and nothing secret.
-    let page = app
-        .client
-        .get(app.url("/admin/installations"))
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(page.status(), 200);
-    let page = page.text().await.unwrap();
+    let page = admin_page(&app).await;
     assert!(
         page.contains(&client_id) && page.contains("uninstalled"),
         "{page}"
@@ -347,15 +352,7 @@ async fn every_marketplace_fault_gets_its_answer_and_changes_nothing() {
         );
     }
     // Refused deliveries are listed on the admin page, by reason only.
-    let page = app
-        .client
-        .get(app.url("/admin/installations"))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let page = admin_page(&app).await;
     assert!(page.contains("invalid_signature"), "{page}");
     assert!(page.contains("invalid_payload"), "{page}");
 }
@@ -453,15 +450,7 @@ async fn a_delivered_client_secret_appears_nowhere_in_clear() {
     let secret = delivery.client_secret.clone().unwrap();
     let (_, landed) = connect_installed(&app, &app.client, "org_acme").await;
     assert_eq!(landed, "/");
-    let page = app
-        .client
-        .get(app.url("/admin/installations"))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let page = admin_page(&app).await;
     assert!(!page.contains(&secret));
     let (_, id) = app.ws.control.uninstall("org_acme", None).unwrap();
     delivered(&app, &id).await;
