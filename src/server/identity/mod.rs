@@ -3,3 +3,5 @@
 
 /// Session cookie settings, the session store, and the typed `BrowserSession`.
 pub mod session;
+/// Where a sign-in lands (`target_link_uri`): only inside this app.
+pub mod target;

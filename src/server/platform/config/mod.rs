@@ -12,6 +12,7 @@ mod database;
 mod env;
 mod providers;
 mod secrets;
+mod sign_in;
 mod urls;
 mod webhooks;
 
@@ -24,6 +25,7 @@ pub use providers::{
 pub use secrets::{
     parse_key, SessionSecret, VaultKeys, DEVELOPMENT_SESSION_SECRET, SESSION_SECRET_MIN_CHARS,
 };
+pub use sign_in::{AppRole, AuthMode, RoleMap, SignInConfig};
 pub use urls::{PartnerAppUrl, WorkspaceApiUrl};
 pub use webhooks::{WebhookConfig, WebhookSecret, DEVELOPMENT_WEBHOOK_SECRET};
 
@@ -47,6 +49,12 @@ pub mod var {
     pub const WEBHOOK_SECRETS: &str = "QENTRAH_WEBHOOK_SECRETS";
     pub const WEBHOOK_TOLERANCE_SECS: &str = "QENTRAH_WEBHOOK_TOLERANCE_SECS";
     pub const UNINSTALL_DATA_RETENTION_HOURS: &str = "UNINSTALL_DATA_RETENTION_HOURS";
+    pub const AUTH_MODE: &str = "AUTH_MODE";
+    pub const SSO_SCOPES: &str = "QENTRAH_SSO_SCOPES";
+    pub const ROLE_MAP: &str = "QENTRAH_ROLE_MAP";
+    pub const SSO_REVALIDATE_SECS: &str = "SSO_REVALIDATE_SECS";
+    pub const SSO_REVALIDATE_GRACE_SECS: &str = "SSO_REVALIDATE_GRACE_SECS";
+    pub const SESSION_ABSOLUTE_SECS: &str = "SESSION_ABSOLUTE_SECS";
 }
 
 /// How long one call to the Workspace may take, by default.
@@ -94,6 +102,8 @@ pub struct AppConfig {
     pub other_providers: Vec<OtherProvider>,
     /// Marketplace install webhooks (off without `QENTRAH_WEBHOOK_SECRETS`).
     pub webhooks: WebhookConfig,
+    /// Sign-in ("Open App"): `AUTH_MODE` and its settings.
+    pub sign_in: SignInConfig,
 }
 
 impl AppConfig {
@@ -132,7 +142,17 @@ impl AppConfig {
                 "holds the public development value from .env.example; use the signing secret the Workspace shows for your app",
             ));
         }
+        let sign_in = SignInConfig::from_env(&env)?;
+        // Sign-in's routes and guards are not in this build yet (issue 17): serving `sso` now
+        // would serve every page unguarded. Refused, so nobody runs it believing otherwise.
+        if sign_in.mode == AuthMode::Sso {
+            return Err(ConfigError::new(
+                var::AUTH_MODE,
+                "is sso, which this version does not serve yet (sign-in is being built); use connect",
+            ));
+        }
         Ok(Self {
+            sign_in,
             workspace,
             partner_app_url,
             session_secret,
@@ -208,6 +228,22 @@ mod tests {
             !err.to_string().contains(DEVELOPMENT_SESSION_SECRET),
             "{err}"
         );
+    }
+
+    #[test]
+    fn sso_is_refused_until_sign_in_is_served() {
+        let mut vars = valid();
+        vars.insert(var::AUTH_MODE, "connect".to_owned());
+        assert_eq!(
+            AppConfig::from_lookup(|name| vars.get(name).cloned())
+                .unwrap()
+                .sign_in
+                .mode,
+            AuthMode::Connect
+        );
+        vars.insert(var::AUTH_MODE, "sso".to_owned());
+        let err = AppConfig::from_lookup(|name| vars.get(name).cloned()).unwrap_err();
+        assert_eq!(err.variable, var::AUTH_MODE);
     }
 
     #[test]
