@@ -389,7 +389,7 @@ pub fn router() -> Router<SharedWorld> {
 }
 
 /// A control request the API cannot carry out: a 400 (or 404) with a JSON error.
-struct ControlError {
+pub(crate) struct ControlError {
     status: StatusCode,
     message: String,
 }
@@ -404,7 +404,7 @@ impl IntoResponse for ControlError {
     }
 }
 
-fn bad_request(message: impl Into<String>) -> ControlError {
+pub(crate) fn bad_request(message: impl Into<String>) -> ControlError {
     ControlError {
         status: StatusCode::BAD_REQUEST,
         message: message.into(),
@@ -413,7 +413,7 @@ fn bad_request(message: impl Into<String>) -> ControlError {
 
 type ControlResult = Result<Response, ControlError>;
 
-fn query_params(query: Option<String>) -> Result<Params, ControlError> {
+pub(crate) fn query_params(query: Option<String>) -> Result<Params, ControlError> {
     Params::parse(query.as_deref().unwrap_or_default()).map_err(|e| bad_request(e.to_string()))
 }
 

@@ -709,6 +709,7 @@ use axum::response::{Html, IntoResponse, Redirect, Response};
 use axum::routing::{get, post};
 use axum::{Form, Json, Router};
 
+use crate::control::{bad_request, query_params, ControlError};
 use crate::html::{escape, page};
 
 impl IntoResponse for MarketplaceError {
@@ -752,42 +753,24 @@ struct OrganizationForm {
     organization_id: String,
 }
 
-/// A control request's parameter is missing or wrong (400).
-struct BadRequest(String);
-
-impl IntoResponse for BadRequest {
-    fn into_response(self) -> Response {
-        (
-            StatusCode::BAD_REQUEST,
-            Json(serde_json::json!({ "error": { "code": "invalid_request", "message": self.0 } })),
-        )
-            .into_response()
-    }
-}
-
-fn query(raw: Option<String>) -> Result<crate::params::Params, BadRequest> {
-    crate::params::Params::parse(raw.as_deref().unwrap_or_default())
-        .map_err(|e| BadRequest(e.to_string()))
-}
-
-fn fault_of(params: &crate::params::Params) -> Result<Option<Fault>, BadRequest> {
+fn fault_of(params: &crate::params::Params) -> Result<Option<Fault>, ControlError> {
     match params.get("fault") {
         None => Ok(None),
         Some(name) => Fault::parse(name)
             .map(Some)
-            .ok_or_else(|| BadRequest("unknown fault".to_owned())),
+            .ok_or_else(|| bad_request("unknown fault")),
     }
 }
 
-fn required<'a>(params: &'a crate::params::Params, name: &str) -> Result<&'a str, BadRequest> {
+fn required<'a>(params: &'a crate::params::Params, name: &str) -> Result<&'a str, ControlError> {
     params
         .get(name)
-        .ok_or_else(|| BadRequest(format!("{name} is required")))
+        .ok_or_else(|| bad_request(format!("{name} is required")))
 }
 
 /// The one parameter `name` a control call needs.
-fn one_param(raw: Option<String>, name: &str) -> Result<String, BadRequest> {
-    let params = query(raw)?;
+fn one_param(raw: Option<String>, name: &str) -> Result<String, ControlError> {
+    let params = query_params(raw)?;
     required(&params, name).map(str::to_owned)
 }
 
@@ -839,7 +822,7 @@ async fn control_uninstall(State(world): State<SharedWorld>, RawQuery(raw): RawQ
 }
 
 fn control_act(world: &SharedWorld, raw: Option<String>, install_it: bool) -> Response {
-    let params = match query(raw) {
+    let params = match query_params(raw) {
         Ok(params) => params,
         Err(response) => return response.into_response(),
     };

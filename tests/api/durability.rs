@@ -3,23 +3,10 @@
 
 use std::time::Duration;
 
-use qentrah_dev_workspace::{DevWorkspaceConfig, Endpoint};
+use qentrah_dev_workspace::Endpoint;
 use tokio::process::Command;
 
-use crate::harness::{start_binary, TestApp, TestDatabase};
-
-/// The binary's `TestApp`: the dev Workspace in-process, a free port, a fresh database.
-async fn binary_app() -> TestApp {
-    let addr = {
-        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-        listener.local_addr().unwrap()
-    };
-    let origin = format!("http://localhost:{}", addr.port());
-    let ws = qentrah_dev_workspace::start(DevWorkspaceConfig::for_tests(&origin))
-        .await
-        .unwrap();
-    TestApp::external(origin, addr, ws, TestDatabase::for_suite().await)
-}
+use crate::harness::{binary_app, start_binary};
 
 /// SIGTERM (what an orchestrator sends before it kills an instance): the listener closes, the
 /// request in flight is answered in full, then the process exits 0.

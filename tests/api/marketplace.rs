@@ -8,10 +8,10 @@ use std::time::Duration;
 
 use qentrah_connect::server::installations::InstallationRow;
 use qentrah_dev_workspace::marketplace::{Delivery, Fault};
-use qentrah_dev_workspace::{DevWorkspaceConfig, DEV_WEBHOOK_SECRET};
+use qentrah_dev_workspace::DEV_WEBHOOK_SECRET;
 use serde_json::json;
 
-use crate::harness::{location, spawn_app_with, Options, TestApp, TestDatabase};
+use crate::harness::{location, spawn_app_with, Options, TestApp};
 
 async fn app() -> TestApp {
     spawn_app_with(Options {
@@ -423,15 +423,8 @@ async fn the_admin_page_is_served_to_this_machine_only() {
 /// binary's trace-level log, not in any answer (the Workspace notes it as issued).
 #[tokio::test]
 async fn a_delivered_client_secret_appears_nowhere_in_clear() {
-    let addr = {
-        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-        listener.local_addr().unwrap()
-    };
-    let origin = format!("http://localhost:{}", addr.port());
-    let ws = qentrah_dev_workspace::start(DevWorkspaceConfig::for_tests(&origin))
-        .await
-        .unwrap();
-    let app = TestApp::external(origin, addr, ws, TestDatabase::for_suite().await);
+    let app = crate::harness::binary_app().await;
+    let addr = app.addr;
     let log = std::env::temp_dir().join(format!("qentrah-marketplace-trace-{}.log", addr.port()));
     let _binary = crate::harness::start_binary_with(
         env!("CARGO_BIN_EXE_qentrah-connect"),

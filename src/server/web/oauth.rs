@@ -69,19 +69,15 @@ fn failed(reason: ConnectFailure) -> Response {
 /// A page for our own failure before the person ever reaches the provider; "Try again" starts
 /// the flow at `start_path` again.
 fn unavailable_here(start_path: &str) -> Response {
-    (
+    let mut response = page(
         StatusCode::SERVICE_UNAVAILABLE,
-        [
-            (header::CACHE_CONTROL, HeaderValue::from_static("no-store")),
-            (header::RETRY_AFTER, HeaderValue::from_static("5")),
-            (header::CONTENT_TYPE, HeaderValue::from_static("text/html; charset=utf-8")),
-        ],
-        format!(
-            "<!DOCTYPE html><html lang=\"en\"><title>Try again</title><h1>We could not start the connection</h1>\
-             <p>Something failed on our side. Nothing was lost. <a href=\"{start_path}\">Try again</a>.</p></html>"
-        ),
-    )
-        .into_response()
+        "We could not start the connection",
+        &format!("Something failed on our side. Nothing was lost. <a href=\"{start_path}\">Try again</a>."),
+    );
+    response
+        .headers_mut()
+        .insert(header::RETRY_AFTER, HeaderValue::from_static("5"));
+    response
 }
 
 /// A page of ours, not a redirect: the person stays here.
