@@ -46,6 +46,99 @@ impl Control {
         Self { world }
     }
 
+    pub(crate) fn from_world(world: SharedWorld) -> Self {
+        Self { world }
+    }
+
+    /// The seeded users as they are now.
+    pub fn users(&self) -> Vec<crate::identity::User> {
+        self.world.lock().identity.users.clone()
+    }
+
+    /// A Workspace session for `sub`: the value of its `qws_session` cookie, so a test's
+    /// browser is signed in to the Workspace (and approved straight through) without the form.
+    pub fn workspace_session(&self, sub: &str) -> Option<String> {
+        crate::oidc::start_session(&mut self.world.lock(), sub)
+    }
+
+    /// Changes (or adds) a user's role in an organization; UserInfo answers it from now on.
+    pub fn set_role(&self, sub: &str, organization_id: &str, role: &str) -> Result<(), String> {
+        let mut w = self.world.lock();
+        if w.organization(organization_id).is_none() {
+            return Err(format!("unknown organization {organization_id}"));
+        }
+        let user = w.identity.user_mut(sub).ok_or("unknown user")?;
+        match user
+            .memberships
+            .iter_mut()
+            .find(|m| m.organization_id == organization_id)
+        {
+            Some(membership) => membership.role = role.to_owned(),
+            None => user.memberships.push(crate::identity::Membership {
+                organization_id: organization_id.to_owned(),
+                role: role.to_owned(),
+            }),
+        }
+        Ok(())
+    }
+
+    /// Removes a user from an organization: UserInfo for it answers 403 from now on.
+    pub fn remove_member(&self, sub: &str, organization_id: &str) -> Result<(), String> {
+        let mut w = self.world.lock();
+        let user = w.identity.user_mut(sub).ok_or("unknown user")?;
+        user.memberships
+            .retain(|m| m.organization_id != organization_id);
+        Ok(())
+    }
+
+    /// Disables a user: their Workspace sessions end and every sign-in grant is revoked.
+    pub fn disable_user(&self, sub: &str) -> Result<(), String> {
+        let mut w = self.world.lock();
+        w.identity.user_mut(sub).ok_or("unknown user")?.disabled = true;
+        w.identity.sessions.retain(|_, s| s != sub);
+        let grants: Vec<String> = w
+            .grants
+            .values()
+            .filter(|g| g.sign_in.as_ref().is_some_and(|s| s.sub == sub))
+            .map(|g| g.id.clone())
+            .collect();
+        for grant in grants {
+            w.revoke_grant(&grant);
+        }
+        Ok(())
+    }
+
+    /// A new current signing key (the old one stays in the JWKS); returns its `kid`.
+    pub fn rotate_signing_key(&self) -> Option<String> {
+        self.world.lock().identity.rotate()
+    }
+
+    /// Stops publishing every signing key but the current one.
+    pub fn retire_old_signing_keys(&self) {
+        self.world.lock().identity.retire_old_keys();
+    }
+
+    /// The next ID token issued carries `fault`.
+    pub fn fail_next_id_token(&self, fault: crate::identity::IdTokenFault) {
+        self.world.lock().identity.id_token_faults.push_back(fault);
+    }
+
+    /// The next UserInfo answer carries `fault`.
+    pub fn fail_next_userinfo(&self, fault: crate::identity::UserInfoFault) {
+        self.world.lock().identity.userinfo_faults.push_back(fault);
+    }
+
+    /// The link "Open App" follows for `sub` in an installed organization.
+    pub fn open_app_link(
+        &self,
+        organization_id: &str,
+        mode: crate::oidc::OpenAppMode,
+        sub: &str,
+        target_link_uri: Option<&str>,
+    ) -> Result<String, String> {
+        crate::oidc::open_app_link(&self.world, organization_id, mode, sub, target_link_uri)
+    }
+
     /// Makes every access token of the organization expire now (refresh still works).
     pub fn expire_access_tokens(&self, organization_id: &str) {
         let mut w = self.world.lock();

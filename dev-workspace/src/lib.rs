@@ -20,8 +20,10 @@ use tokio::sync::oneshot;
 
 pub mod control;
 mod html;
+pub mod identity;
 pub mod marketplace;
 pub mod oauth;
+pub mod oidc;
 mod params;
 pub mod partner;
 pub mod profile;
@@ -271,6 +273,7 @@ pub fn router(world: SharedWorld, issuer_path: &str, profile: &profile::Profile)
         .route("/oauth/authorize/decision", post(oauth::decision))
         .route("/oauth/token", post(oauth::token))
         .route("/oauth/revoke", post(oauth::revoke))
+        .merge(oidc::public_router())
         .route(
             &format!("{api}/organizations/{{organization_id}}/me"),
             get(partner::me),
@@ -291,6 +294,7 @@ pub fn router(world: SharedWorld, issuer_path: &str, profile: &profile::Profile)
     };
     let control = control::router()
         .merge(marketplace::router())
+        .merge(oidc::control_router())
         .layer(middleware::from_fn(control::same_origin_only))
         .layer(middleware::from_fn(control::loopback_only));
     public.merge(metadata).merge(control).with_state(world)
@@ -305,7 +309,8 @@ async fn home() -> impl IntoResponse {
 }
 
 /// Parameters whose values are secrets: never kept in the request log.
-const SECRET_PARAMS: [&str; 6] = [
+const SECRET_PARAMS: [&str; 7] = [
+    "id_token_hint",
     "code",
     "code_verifier",
     "refresh_token",

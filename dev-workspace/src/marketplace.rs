@@ -34,6 +34,17 @@ pub struct MarketplaceConfig {
 }
 
 /// The Standard Webhooks retry schedule: immediately, 5 s, 5 min, 30 min, 2 h, 5 h, 10 h, 10 h.
+impl MarketplaceConfig {
+    /// The partner app's base URL (its webhook URL without the webhook path).
+    pub fn app_url(&self) -> String {
+        self.webhook_url
+            .strip_suffix(crate::WEBHOOK_PATH)
+            .unwrap_or(&self.webhook_url)
+            .trim_end_matches('/')
+            .to_owned()
+    }
+}
+
 pub fn standard_retry_schedule() -> Vec<Duration> {
     [0, 5, 300, 1800, 7200, 18_000, 36_000, 36_000]
         .into_iter()
@@ -226,7 +237,7 @@ impl Marketplace {
         }
     }
 
-    fn active(&self, organization_id: &str) -> Option<&MarketInstallation> {
+    pub fn active(&self, organization_id: &str) -> Option<&MarketInstallation> {
         self.installations
             .iter()
             .find(|i| i.organization_id == organization_id && i.status == "active")

@@ -73,7 +73,7 @@ fn redirect_error(error: &'static str, description: impl Into<String>) -> Redire
 }
 
 /// An error shown to the person, never redirected: the client or redirect URI can't be trusted.
-fn error_page(status: StatusCode, title: &str, detail: &str) -> Response {
+pub(crate) fn error_page(status: StatusCode, title: &str, detail: &str) -> Response {
     (
         status,
         Html(page(
@@ -89,7 +89,11 @@ fn error_page(status: StatusCode, title: &str, detail: &str) -> Response {
 }
 
 /// `GET /oauth/authorize`: validates the request, then shows sign-in and consent.
-pub async fn authorize(State(world): State<SharedWorld>, RawQuery(query): RawQuery) -> Response {
+pub async fn authorize(
+    State(world): State<SharedWorld>,
+    headers: HeaderMap,
+    RawQuery(query): RawQuery,
+) -> Response {
     let params = match Params::parse(query.as_deref().unwrap_or_default()) {
         Ok(params) => params,
         Err(error) => {
@@ -164,8 +168,8 @@ pub async fn authorize(State(world): State<SharedWorld>, RawQuery(query): RawQue
     match validate_authorization_request(&world, &params, &client_id) {
         Ok(request) => {
             let request_id = random_token("qar");
-            let mut w = world.lock();
-            let expires_at = w.now() + PENDING_LIFETIME;
+            let expires_at = world.lock().now() + PENDING_LIFETIME;
+            let sign_in = request.scopes.iter().any(|s| s == "openid");
             let pending = PendingAuthorization {
                 client_id,
                 redirect_uri,
@@ -173,8 +177,21 @@ pub async fn authorize(State(world): State<SharedWorld>, RawQuery(query): RawQue
                 scopes: request.scopes,
                 resource: request.resource,
                 code_challenge: request.code_challenge,
+                nonce: params.get("nonce").map(str::to_owned),
                 expires_at,
             };
+            // OpenID Connect sign-in: the Workspace's own session decides, no consent page
+            // (the organization's admin installed the app; signing in is what it is for).
+            if sign_in {
+                return crate::oidc::authorize_sign_in(
+                    &world,
+                    &headers,
+                    request_id,
+                    pending,
+                    params.get("login_hint"),
+                );
+            }
+            let mut w = world.lock();
             let html = consent_page(&w, &request_id, &pending);
             w.pending.insert(request_id, pending);
             (
@@ -272,9 +289,20 @@ fn validate_authorization_request(
             "code_challenge must be a base64url SHA-256 digest (43 characters)",
         ));
     }
-    // RFC 8707: the token is for exactly this resource.
+    let profile = world.lock().profile;
+    let scopes = parse_scopes(profile, params.get("scope").unwrap_or_default())?;
+    // RFC 8707: the token is for exactly this resource. A sign-in alone (OpenID Connect, scope
+    // `openid`) names none: its token is for UserInfo, not the partner API.
+    let sign_in = scopes.iter().any(|s| s == "openid");
     let expected_resource = world.lock().resource();
     match params.get("resource") {
+        None if sign_in => {
+            return Ok(ValidAuthorizationRequest {
+                scopes,
+                resource: String::new(),
+                code_challenge: code_challenge.to_owned(),
+            })
+        }
         Some(resource) if resource == expected_resource => {}
         Some(_) => {
             return Err(redirect_error(
@@ -289,8 +317,6 @@ fn validate_authorization_request(
             ))
         }
     }
-    let profile = world.lock().profile;
-    let scopes = parse_scopes(profile, params.get("scope").unwrap_or_default())?;
     Ok(ValidAuthorizationRequest {
         scopes,
         resource: expected_resource,
@@ -311,7 +337,13 @@ fn parse_scopes(profile: &Profile, raw: &str) -> Result<Vec<String>, RedirectErr
             scopes.push(scope.to_owned());
         }
     }
-    if scopes.iter().all(|s| s == "offline_access") {
+    let reads_data = |scope: &String| {
+        profile
+            .scopes
+            .iter()
+            .any(|s| s.name == scope && s.reads_data)
+    };
+    if !scopes.iter().any(|s| s == "openid" || reads_data(s)) {
         return Err(redirect_error(
             "invalid_scope",
             "request at least one resource scope",
@@ -327,7 +359,7 @@ fn is_s256_challenge(challenge: &str) -> bool {
             .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
 }
 
-fn issuer_for_response(world: &SharedWorld) -> String {
+pub(crate) fn issuer_for_response(world: &SharedWorld) -> String {
     let world = world.lock();
     if world.wrong_iss {
         "https://impostor.qentrah.invalid".to_owned()
@@ -337,7 +369,7 @@ fn issuer_for_response(world: &SharedWorld) -> String {
 }
 
 /// A 303 back to the client with `params`, `state` and `iss` (RFC 9207).
-fn redirect_back(
+pub(crate) fn redirect_back(
     redirect_uri: &str,
     params: &[(&str, &str)],
     state: Option<&str>,
@@ -537,6 +569,7 @@ pub async fn decision(
                 scopes,
                 organization_id,
                 expires_at,
+                sign_in: None,
                 grant_id: None,
             },
         );
@@ -802,14 +835,28 @@ fn authorization_code_grant(
 ) -> Result<Response, OAuthError> {
     let code = require(params, "code")?;
     let redirect_uri = require(params, "redirect_uri")?;
-    let verifier = require(params, "code_verifier")?;
+    // Only a code issued without a challenge (the seed's legacy "Open App", which a real
+    // Workspace accepts: that is what makes its login CSRF work) is redeemed without one.
+    let verifier = match params.get("code_verifier") {
+        Some(verifier) => verifier,
+        None if world
+            .lock()
+            .codes
+            .get(code)
+            .is_some_and(|c| c.code_challenge.is_empty()) =>
+        {
+            ""
+        }
+        None => require(params, "code_verifier")?,
+    };
     let resource = params.get("resource");
 
     // RFC 7636 §4.1: 43–128 characters from the unreserved set.
-    if !(43..=128).contains(&verifier.len())
-        || !verifier
-            .bytes()
-            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'.' | b'_' | b'~'))
+    if !verifier.is_empty()
+        && (!(43..=128).contains(&verifier.len())
+            || !verifier
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'.' | b'_' | b'~')))
     {
         return Err(OAuthError::new(
             "invalid_request",
@@ -818,7 +865,9 @@ fn authorization_code_grant(
     }
 
     let mut w = world.lock();
-    w.note_secret(verifier);
+    if !verifier.is_empty() {
+        w.note_secret(verifier);
+    }
     let now = w.now();
     let Some(record) = w.codes.get(code).cloned() else {
         return Err(OAuthError::new(
@@ -857,8 +906,16 @@ fn authorization_code_grant(
                 "redirect_uri differs from the authorization request",
             ));
         }
+        if record.code_challenge.is_empty() && !verifier.is_empty() {
+            return Err(OAuthError::new(
+                "invalid_grant",
+                "the authorization request had no code_challenge",
+            ));
+        }
         let challenge = URL_SAFE_NO_PAD.encode(Sha256::digest(verifier.as_bytes()));
-        if !constant_time_eq(challenge.as_bytes(), record.code_challenge.as_bytes()) {
+        if !record.code_challenge.is_empty()
+            && !constant_time_eq(challenge.as_bytes(), record.code_challenge.as_bytes())
+        {
             return Err(OAuthError::new(
                 "invalid_grant",
                 "code_verifier does not match the code_challenge",
@@ -872,6 +929,7 @@ fn authorization_code_grant(
                     "resource differs from the authorization request",
                 ))
             }
+            None if record.resource.is_empty() => {}
             None => {
                 return Err(OAuthError::new(
                     "invalid_target",
@@ -900,19 +958,28 @@ fn authorization_code_grant(
             created_at,
             refreshes: 0,
             current_refresh_token: None,
+            sign_in: record.sign_in.clone(),
         },
     );
     if let Some(code_record) = w.codes.get_mut(code) {
         code_record.grant_id = Some(grant_id.clone());
     }
-    let with_refresh = record.scopes.iter().any(|s| s == "offline_access");
+    // A refresh token with `offline_access`; for a sign-in, also to a confidential client, as
+    // most OpenID providers do, so the app can re-check the user without signing them out.
+    let confidential = w
+        .client(client_id)
+        .is_some_and(|c| c.client_secret.is_some());
+    let with_refresh = record.scopes.iter().any(|s| s == "offline_access")
+        || (record.sign_in.is_some() && confidential);
     let minted = w
         .mint_tokens(&grant_id, with_refresh)
         .ok_or_else(|| OAuthError::new("server_error", "grant vanished"))?;
+    // OIDC Core §3.1.3.3: the token response of a sign-in carries the ID token.
+    let id_token = crate::oidc::id_token_for(&mut w, client_id, &record);
     w.counters.authorization_code_grants += 1;
     let quirks = w.token_quirks.clone();
     drop(w);
-    Ok(token_response(minted, &quirks, None))
+    Ok(token_response(minted, &quirks, None, id_token))
 }
 
 fn refresh_token_grant(
@@ -966,6 +1033,7 @@ fn refresh_token_grant(
                 "resource differs from the grant's",
             ))
         }
+        None if grant.resource.is_empty() => {}
         None => {
             return Err(OAuthError::new(
                 "invalid_target",
@@ -1000,15 +1068,19 @@ fn refresh_token_grant(
     let quirks = w.token_quirks.clone();
     drop(w);
     let organization_id = quirks.refresh_organization_id.clone();
-    Ok(token_response(minted, &quirks, organization_id))
+    Ok(token_response(minted, &quirks, organization_id, None))
 }
 
 fn token_response(
     minted: crate::state::MintedTokens,
     quirks: &crate::state::TokenQuirks,
     organization_override: Option<String>,
+    id_token: Option<String>,
 ) -> Response {
     let mut body = serde_json::Map::new();
+    if let Some(id_token) = id_token {
+        body.insert("id_token".into(), id_token.into());
+    }
     body.insert("access_token".into(), minted.access_token.into());
     body.insert(
         "token_type".into(),

@@ -67,6 +67,28 @@ pub const QENTRAH: Profile = Profile {
             consent: "Read your properties",
             reads_data: true,
         },
+        // OpenID Connect sign-in ("Open App"): who the user is, in which organization, with
+        // which role. None reads partner data.
+        Scope {
+            name: "openid",
+            consent: "Sign you in",
+            reads_data: false,
+        },
+        Scope {
+            name: "profile",
+            consent: "See your name",
+            reads_data: false,
+        },
+        Scope {
+            name: "email",
+            consent: "See your email address",
+            reads_data: false,
+        },
+        Scope {
+            name: "organization",
+            consent: "See your organization and role",
+            reads_data: false,
+        },
         Scope {
             name: "offline_access",
             consent: "Stay connected when you are not using the app",

@@ -207,7 +207,18 @@ pub struct PendingAuthorization {
     pub scopes: Vec<String>,
     pub resource: String,
     pub code_challenge: String,
+    /// OpenID Connect's `nonce`, echoed in the ID token (OIDC Core §3.1.2.1).
+    pub nonce: Option<String>,
     pub expires_at: SystemTime,
+}
+
+/// Who a sign-in grant (scope `openid`) signed in, for its ID token and UserInfo.
+#[derive(Debug, Clone, Serialize)]
+pub struct SignIn {
+    pub sub: String,
+    #[serde(skip)]
+    pub nonce: Option<String>,
+    pub auth_time: u64,
 }
 
 #[derive(Debug, Clone)]
@@ -219,6 +230,8 @@ pub struct CodeRecord {
     pub scopes: Vec<String>,
     pub organization_id: String,
     pub expires_at: SystemTime,
+    /// Set for a sign-in (scope `openid`): the user it signs in.
+    pub sign_in: Option<SignIn>,
     /// Set once exchanged; a second exchange revokes this grant (RFC 6749 §4.1.2, §10.5).
     pub grant_id: Option<String>,
 }
@@ -246,6 +259,8 @@ pub struct Grant {
     pub refreshes: u64,
     #[serde(skip)]
     pub current_refresh_token: Option<String>,
+    /// Set for a sign-in grant.
+    pub sign_in: Option<SignIn>,
 }
 
 #[derive(Debug, Clone)]
@@ -255,6 +270,8 @@ pub struct AccessTokenRecord {
     pub scopes: Vec<String>,
     pub expires_at: SystemTime,
     pub revoked: bool,
+    /// The signed-in user, for a sign-in grant's token (UserInfo answers for them).
+    pub sub: Option<String>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -313,6 +330,8 @@ pub struct World {
     pub partner_api_peers: std::collections::HashSet<std::net::SocketAddr>,
     /// The marketplace, when a partner-app registration is configured.
     pub marketplace: Option<crate::marketplace::Marketplace>,
+    /// Users, Workspace sessions, signing keys and OpenID Connect faults.
+    pub identity: crate::identity::Identity,
     next_grant: u64,
 }
 
@@ -354,6 +373,7 @@ impl World {
             partner_api_in_flight: 0,
             partner_api_peers: std::collections::HashSet::new(),
             marketplace: None,
+            identity: crate::identity::Identity::default(),
             next_grant: 1,
         }
     }
@@ -422,6 +442,7 @@ impl World {
                 scopes: grant.scopes.clone(),
                 expires_at,
                 revoked: false,
+                sub: grant.sign_in.as_ref().map(|s| s.sub.clone()),
             },
         );
         let refresh_token = with_refresh.then(|| {
@@ -485,6 +506,7 @@ impl World {
         let ttl = self.access_token_ttl;
         let secrets_file = self.secrets_file.take();
         let marketplace = self.marketplace.take();
+        let identity = std::mem::take(&mut self.identity);
         let mut clients = std::mem::take(&mut self.clients);
         if let Some(marketplace) = &marketplace {
             clients.retain(|client| {
@@ -499,6 +521,7 @@ impl World {
         }
         *self = World::new(issuer, clients, ttl, self.profile);
         self.secrets_file = secrets_file;
+        self.identity = identity.reset_keeping_keys();
         self.marketplace = marketplace.map(|m| crate::marketplace::Marketplace::new(m.config));
     }
 }

@@ -1157,3 +1157,268 @@ async fn the_control_api_refuses_rebinding_and_cross_site_requests() {
         .unwrap();
     assert_eq!(status(secrets), 404);
 }
+
+// ---- OpenID Connect ------------------------------------------------------------------------
+
+const SIGN_IN_SCOPES: &str = "openid profile email organization";
+
+/// An installed organization's client: its id and delivered secret.
+fn installed(h: &Harness, organization_id: &str) -> (String, String) {
+    let (installation, delivery) = h.ws.control.install(organization_id, None).unwrap();
+    let secret =
+        h.ws.control
+            .deliveries()
+            .into_iter()
+            .find(|d| d.id == delivery)
+            .and_then(|d| d.client_secret)
+            .unwrap();
+    (installation.client_id, secret)
+}
+
+fn sign_in_params(flow: &Flow, client_id: &str, nonce: &str) -> Vec<(String, String)> {
+    [
+        ("response_type", "code".to_owned()),
+        ("client_id", client_id.to_owned()),
+        ("redirect_uri", format!("{APP}/auth/callback")),
+        ("scope", SIGN_IN_SCOPES.to_owned()),
+        ("state", flow.state.clone()),
+        ("nonce", nonce.to_owned()),
+        ("code_challenge", flow.challenge()),
+        ("code_challenge_method", "S256".to_owned()),
+    ]
+    .into_iter()
+    .map(|(k, v)| (k.to_owned(), v))
+    .collect()
+}
+
+fn claims_of(id_token: &str) -> Value {
+    let payload = id_token.split('.').nth(1).unwrap();
+    serde_json::from_slice(&URL_SAFE_NO_PAD.decode(payload).unwrap()).unwrap()
+}
+
+#[tokio::test]
+async fn discovery_names_the_issuer_keys_userinfo_and_s256() {
+    let h = Harness::new().await;
+    let doc: Value = h
+        .http
+        .get(h.url("/.well-known/openid-configuration"))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(doc["issuer"], h.ws.base_url.as_str());
+    assert_eq!(
+        doc["code_challenge_methods_supported"],
+        serde_json::json!(["S256"])
+    );
+    assert_eq!(doc["authorization_response_iss_parameter_supported"], true);
+    assert_eq!(doc["userinfo_endpoint"], h.url("/oauth/userinfo").as_str());
+    let jwks: Value = h
+        .http
+        .get(doc["jwks_uri"].as_str().unwrap())
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(jwks["keys"][0]["kty"], "RSA");
+    let kid = h.ws.control.rotate_signing_key().unwrap();
+    let jwks: Value = h
+        .http
+        .get(h.url("/oauth/jwks"))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(jwks["keys"].as_array().unwrap().len(), 2);
+    assert_eq!(jwks["keys"][0]["kid"], kid.as_str());
+}
+
+#[tokio::test]
+async fn a_signed_in_workspace_user_signs_in_straight_through_with_an_id_token() {
+    let h = Harness::new().await;
+    let (client_id, secret) = installed(&h, "org_acme");
+    let flow = Flow::new(&h.ws);
+
+    // Not signed in to the Workspace: its sign-in page, then straight back with a code.
+    let params = sign_in_params(&flow, &client_id, "nonce-1");
+    let page = h.authorize_raw(&params).await;
+    assert_eq!(page.status(), 200);
+    let html = page.text().await.unwrap();
+    let marker = "name=\"request_id\" value=\"";
+    let start = html.find(marker).unwrap() + marker.len();
+    let request_id = &html[start..start + html[start..].find('"').unwrap()];
+    let response = h
+        .http
+        .post(h.url("/signin"))
+        .form(&[("request_id", request_id), ("sub", "usr_ada")])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 303);
+    assert!(response.headers()["set-cookie"]
+        .to_str()
+        .unwrap()
+        .starts_with("qws_session="));
+    let query = query_of(response.headers()["location"].to_str().unwrap());
+    assert_eq!(query["state"], flow.state);
+    assert_eq!(query["iss"], h.ws.base_url);
+
+    // The code is for sign-in: no resource at the token endpoint, an ID token in the answer.
+    let tokens: Value = h
+        .http
+        .post(h.url("/oauth/token"))
+        .form(&[
+            ("grant_type", "authorization_code"),
+            ("code", &query["code"]),
+            ("redirect_uri", &format!("{APP}/auth/callback")),
+            ("code_verifier", &flow.verifier),
+            ("client_id", &client_id),
+            ("client_secret", &secret),
+        ])
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let claims = claims_of(tokens["id_token"].as_str().unwrap());
+    assert_eq!(claims["sub"], "usr_ada");
+    assert_eq!(claims["aud"], client_id.as_str());
+    assert_eq!(claims["nonce"], "nonce-1");
+    assert_eq!(claims["organization_id"], "org_acme");
+    assert!(tokens["refresh_token"].is_string(), "{tokens}");
+
+    // UserInfo answers the role as it is now.
+    let access = tokens["access_token"].as_str().unwrap();
+    let info = |h: &Harness| {
+        h.http
+            .get(h.url("/oauth/userinfo"))
+            .bearer_auth(access)
+            .send()
+    };
+    let answer: Value = info(&h).await.unwrap().json().await.unwrap();
+    assert_eq!(answer["role"], "admin");
+    assert_eq!(answer["organization_id"], "org_acme");
+    h.ws.control
+        .set_role("usr_ada", "org_acme", "member")
+        .unwrap();
+    let answer: Value = info(&h).await.unwrap().json().await.unwrap();
+    assert_eq!(answer["role"], "member");
+    h.ws.control
+        .fail_next_userinfo(identity::UserInfoFault::SubMismatch);
+    let answer: Value = info(&h).await.unwrap().json().await.unwrap();
+    assert_eq!(answer["sub"], "usr_someone_else");
+    h.ws.control.remove_member("usr_ada", "org_acme").unwrap();
+    assert_eq!(info(&h).await.unwrap().status(), 403);
+    h.ws.control.disable_user("usr_ada").unwrap();
+    assert_eq!(info(&h).await.unwrap().status(), 401);
+}
+
+#[tokio::test]
+async fn the_workspace_session_approves_straight_through_and_only_members() {
+    let h = Harness::new().await;
+    let (client_id, _) = installed(&h, "org_acme");
+    for (user, expected) in [("usr_milo", "code"), ("usr_hana", "error")] {
+        let cookie = h.ws.control.workspace_session(user).unwrap();
+        let flow = Flow::new(&h.ws);
+        let url = url::Url::parse_with_params(
+            &h.url("/oauth/authorize"),
+            sign_in_params(&flow, &client_id, "n"),
+        )
+        .unwrap();
+        let response = h
+            .http
+            .get(url)
+            .header("cookie", format!("qws_session={cookie}"))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(response.status(), 303, "{user}");
+        let query = query_of(response.headers()["location"].to_str().unwrap());
+        assert!(query.contains_key(expected), "{user}: {query:?}");
+    }
+}
+
+#[tokio::test]
+async fn open_app_links_in_both_modes() {
+    let h = Harness::new().await;
+    let (client_id, secret) = installed(&h, "org_acme");
+    let initiate =
+        h.ws.control
+            .open_app_link(
+                "org_acme",
+                oidc::OpenAppMode::Initiate,
+                "usr_milo",
+                Some("/clients"),
+            )
+            .unwrap();
+    let query = query_of(&initiate);
+    assert!(
+        initiate.starts_with(&format!("{APP}/auth/login?")),
+        "{initiate}"
+    );
+    assert_eq!(query["iss"], h.ws.base_url);
+    assert_eq!(query["client_id"], client_id);
+    assert_eq!(query["organization_id"], "org_acme");
+    assert_eq!(query["login_hint"], "milo@acme.test");
+    assert_eq!(query["target_link_uri"], "/clients");
+
+    // The seed's flow: a code straight to the callback, state = the organization, no PKCE. A
+    // real Workspace redeems it without a verifier (what makes its login CSRF possible).
+    let legacy =
+        h.ws.control
+            .open_app_link("org_acme", oidc::OpenAppMode::Legacy, "usr_milo", None)
+            .unwrap();
+    assert!(
+        legacy.starts_with(&format!("{APP}/auth/callback?")),
+        "{legacy}"
+    );
+    let query = query_of(&legacy);
+    assert_eq!(query["state"], "org_acme");
+    let redeem = |code: String, verifier: Option<&'static str>| {
+        let mut form = vec![
+            ("grant_type", "authorization_code".to_owned()),
+            ("code", code),
+            ("redirect_uri", format!("{APP}/auth/callback")),
+            ("client_id", client_id.clone()),
+            ("client_secret", secret.clone()),
+        ];
+        if let Some(verifier) = verifier {
+            form.push(("code_verifier", verifier.to_owned()));
+        }
+        h.http.post(h.url("/oauth/token")).form(&form).send()
+    };
+    let with_verifier = redeem(
+        query["code"].clone(),
+        Some("a-verifier-of-at-least-forty-three-characters-long"),
+    )
+    .await
+    .unwrap();
+    assert_eq!(with_verifier.status(), 400);
+    let legacy =
+        h.ws.control
+            .open_app_link("org_acme", oidc::OpenAppMode::Legacy, "usr_milo", None)
+            .unwrap();
+    let tokens: Value = redeem(query_of(&legacy)["code"].clone(), None)
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(
+        claims_of(tokens["id_token"].as_str().unwrap())["sub"],
+        "usr_milo"
+    );
+
+    assert!(h
+        .ws
+        .control
+        .open_app_link("org_harbor", oidc::OpenAppMode::Initiate, "usr_hana", None)
+        .is_err());
+}
