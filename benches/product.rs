@@ -832,6 +832,256 @@ async fn webhook_deliveries(report: &mut Report) {
     );
 }
 
+fn sso_options() -> Options {
+    Options {
+        env: vec![
+            (
+                "QENTRAH_WEBHOOK_SECRETS",
+                qentrah_dev_workspace::DEV_WEBHOOK_SECRET.to_owned(),
+            ),
+            ("AUTH_MODE", "sso".to_owned()),
+        ],
+        ..Options::default()
+    }
+}
+
+/// Installs the app for `organization_id` and waits until the app has applied the delivery;
+/// returns the delivered client's id and secret.
+async fn install_for(app: &TestApp, organization_id: &str) -> (String, String) {
+    let (installation, id) = app.ws.control.install(organization_id, None).unwrap();
+    let delivery = app.ws.control.delivered(&id).await.unwrap();
+    assert_eq!(delivery.state, "delivered", "{delivery:?}");
+    (installation.client_id, delivery.client_secret.unwrap())
+}
+
+fn no_redirects() -> reqwest::Client {
+    reqwest::Client::builder()
+        .redirect(reqwest::redirect::Policy::none())
+        .build()
+        .unwrap()
+}
+
+/// "Open App" for `sub` in a new browser, link to signed-in page; returns how long it took.
+async fn open_app_once(app: &TestApp, ws_session: &str, sub: &str) -> Duration {
+    let link = app
+        .ws
+        .control
+        .open_app_link(
+            "org_acme",
+            qentrah_dev_workspace::oidc::OpenAppMode::Initiate,
+            sub,
+            None,
+        )
+        .unwrap();
+    let browser = app.new_browser();
+    let workspace = no_redirects();
+    let started = Instant::now();
+    let start = browser.get(link).send().await.unwrap();
+    let callback = workspace
+        .get(start.headers()["location"].to_str().unwrap())
+        .header("cookie", format!("qws_session={ws_session}"))
+        .send()
+        .await
+        .unwrap();
+    let done = browser
+        .get(callback.headers()["location"].to_str().unwrap())
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(done.headers()["location"], "/");
+    let page = browser.get(app.url("/")).send().await.unwrap();
+    assert_eq!(page.status(), 200);
+    page.bytes().await.unwrap();
+    started.elapsed()
+}
+
+/// The Workspace round trips a sign-in needs, made directly: the authorization request (the
+/// Workspace's session approves it straight through), the code exchange, UserInfo.
+async fn workspace_round_trips(
+    app: &TestApp,
+    client: &(String, String),
+    ws_session: &str,
+) -> Duration {
+    use base64::Engine;
+    use sha2::Digest;
+    let http = no_redirects();
+    let verifier = "bench-verifier-0123456789-abcdefghijklmnopqrstuvwxyz";
+    let challenge = base64::engine::general_purpose::URL_SAFE_NO_PAD
+        .encode(sha2::Sha256::digest(verifier.as_bytes()));
+    let redirect_uri = app.url("/auth/callback");
+    let authorize = url::Url::parse_with_params(
+        &format!("{}/oauth/authorize", app.ws.base_url),
+        [
+            ("response_type", "code"),
+            ("client_id", client.0.as_str()),
+            ("redirect_uri", redirect_uri.as_str()),
+            ("scope", "openid profile email organization"),
+            ("state", "bench-state"),
+            ("nonce", "bench-nonce"),
+            ("code_challenge", challenge.as_str()),
+            ("code_challenge_method", "S256"),
+        ],
+    )
+    .unwrap();
+    let started = Instant::now();
+    let answer = http
+        .get(authorize)
+        .header("cookie", format!("qws_session={ws_session}"))
+        .send()
+        .await
+        .unwrap();
+    let location = url::Url::parse(answer.headers()["location"].to_str().unwrap()).unwrap();
+    let code = location
+        .query_pairs()
+        .find(|(k, _)| k == "code")
+        .unwrap()
+        .1
+        .into_owned();
+    let tokens: serde_json::Value = http
+        .post(format!("{}/oauth/token", app.ws.base_url))
+        .form(&[
+            ("grant_type", "authorization_code"),
+            ("code", code.as_str()),
+            ("redirect_uri", redirect_uri.as_str()),
+            ("code_verifier", verifier),
+            ("client_id", client.0.as_str()),
+            ("client_secret", client.1.as_str()),
+        ])
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let info = http
+        .get(format!("{}/oauth/userinfo", app.ws.base_url))
+        .bearer_auth(tokens["access_token"].as_str().unwrap())
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(info.status(), 200);
+    info.bytes().await.unwrap();
+    started.elapsed()
+}
+
+async fn open_app_latency(report: &mut Report) {
+    let app = spawn_app_with(sso_options()).await;
+    let client = install_for(&app, "org_acme").await;
+    let ws_session = app.ws.control.workspace_session("usr_milo").unwrap();
+    let latency = Duration::from_millis(50);
+    for endpoint in [Endpoint::Authorize, Endpoint::Token, Endpoint::UserInfo] {
+        app.ws.control.set_latency(endpoint, latency);
+    }
+    // Warm both (discovery and keys are fetched once, then cached).
+    for _ in 0..2 {
+        open_app_once(&app, &ws_session, "usr_milo").await;
+        workspace_round_trips(&app, &client, &ws_session).await;
+    }
+    let (mut product, mut floor) = (Vec::new(), Vec::new());
+    for _ in 0..20 {
+        floor.push(workspace_round_trips(&app, &client, &ws_session).await);
+        product.push(open_app_once(&app, &ws_session, "usr_milo").await);
+    }
+    let p50 = ratio(percentile(&mut product, 0.5), percentile(&mut floor, 0.5));
+    report.add(
+        "Open App → signed-in page p50 ÷ its Workspace round trips",
+        format!("{p50:.2}×"),
+        "≤ 1.20×",
+        p50 <= 1.20,
+    );
+    report.explain(
+        "  the three round trips (authorize, token, UserInfo; 50 ms each)",
+        format!("{} ms", percentile(&mut floor, 0.5).as_millis()),
+        "the floor",
+    );
+}
+
+/// Requests per second of `path` in `browser`, `n` in a row.
+async fn page_rate(app: &TestApp, browser: &reqwest::Client, path: &str, n: usize) -> f64 {
+    let started = Instant::now();
+    for _ in 0..n {
+        let page = browser.get(app.url(path)).send().await.unwrap();
+        assert_eq!(page.status(), 200);
+        page.bytes().await.unwrap();
+    }
+    n as f64 / started.elapsed().as_secs_f64()
+}
+
+async fn guard_cost(report: &mut Report) {
+    // The same member page with the same data: in connect mode (the browser's own connection)
+    // and in sso mode (a signed-in member, no re-check due, the organization's connection).
+    let connect = spawn_app().await;
+    connect.connect(&connect.client, "org_acme").await;
+    let sso = spawn_app_with(sso_options()).await;
+    install_for(&sso, "org_acme").await;
+    let admin_session = sso.ws.control.workspace_session("usr_ada").unwrap();
+    let admin = sso.new_browser();
+    let link = sso
+        .ws
+        .control
+        .open_app_link(
+            "org_acme",
+            qentrah_dev_workspace::oidc::OpenAppMode::Initiate,
+            "usr_ada",
+            None,
+        )
+        .unwrap();
+    let start = admin.get(link).send().await.unwrap();
+    let callback = no_redirects()
+        .get(start.headers()["location"].to_str().unwrap())
+        .header("cookie", format!("qws_session={admin_session}"))
+        .send()
+        .await
+        .unwrap();
+    admin
+        .get(callback.headers()["location"].to_str().unwrap())
+        .send()
+        .await
+        .unwrap();
+    let authorize = sso.start_flow(&admin, None).await;
+    let callback = sso.consent(&authorize, "org_acme", "approve").await;
+    sso.finish(&admin, &callback).await;
+    let member_session = sso.ws.control.workspace_session("usr_milo").unwrap();
+    let member = sso.new_browser();
+    let link = sso
+        .ws
+        .control
+        .open_app_link(
+            "org_acme",
+            qentrah_dev_workspace::oidc::OpenAppMode::Initiate,
+            "usr_milo",
+            None,
+        )
+        .unwrap();
+    let start = member.get(link).send().await.unwrap();
+    let callback = no_redirects()
+        .get(start.headers()["location"].to_str().unwrap())
+        .header("cookie", format!("qws_session={member_session}"))
+        .send()
+        .await
+        .unwrap();
+    member
+        .get(callback.headers()["location"].to_str().unwrap())
+        .send()
+        .await
+        .unwrap();
+    let n = 150;
+    let (mut guarded, mut plain) = (0.0, 0.0);
+    for _ in 0..2 {
+        page_rate(&connect, &connect.client, "/organization", 20).await;
+        plain += page_rate(&connect, &connect.client, "/organization", n).await;
+        page_rate(&sso, &member, "/organization", 20).await;
+        guarded += page_rate(&sso, &member, "/organization", n).await;
+    }
+    let cost = plain / guarded;
+    report.add(
+        "member page, sso (guard, no re-check due) ÷ connect mode",
+        format!("{cost:.3}×"),
+        "≤ 1.05×",
+        cost <= 1.05,
+    );
+}
+
 #[tokio::main]
 async fn main() {
     // `cargo bench` passes --bench; a filter argument is not supported.
@@ -846,6 +1096,8 @@ async fn main() {
     vault_cost(&mut report).await;
     server_render_cost(&mut report).await;
     webhook_deliveries(&mut report).await;
+    open_app_latency(&mut report).await;
+    guard_cost(&mut report).await;
     upstream_connections_and_timeouts(&mut report).await;
     bundle_size(&mut report).await;
     memory(&mut report).await;

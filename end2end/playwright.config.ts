@@ -8,6 +8,12 @@ const appBin = process.env.APP_BIN ?? '../target/release/qentrah-connect';
 const workspaceBin = process.env.WORKSPACE_BIN ?? '../target/release/qentrah-dev-workspace';
 const workspacePort = Number(process.env.E2E_WORKSPACE_PORT ?? 3100);
 export const workspaceURL = `http://localhost:${workspacePort}`;
+// AUTH_MODE=sso: a second app with its own dev Workspace (each Workspace's marketplace delivers
+// to one app), so the connect-mode suite runs unchanged beside it.
+const ssoPort = Number(process.env.E2E_SSO_APP_PORT ?? 3104);
+const ssoURL = `http://localhost:${ssoPort}`;
+const ssoWorkspacePort = Number(process.env.E2E_SSO_WORKSPACE_PORT ?? 3103);
+const ssoWorkspaceURL = `http://localhost:${ssoWorkspacePort}`;
 // The marketplace's webhook signing secret, the same on both sides (as .env.example has it).
 const webhookSecret = 'whsec_ZW5kLXRvLWVuZC1tYXJrZXRwbGFjZS1zaWduaW5nLWtleQ==';
 
@@ -85,6 +91,43 @@ export default defineConfig({
       RUST_LOG: 'trace',
       QENTRAH_WEBHOOK_SECRETS: webhookSecret,
       // The suite runs dozens of flows from one address within a minute.
+      AUTH_RATE_LIMIT_PER_MINUTE: '10000',
+    },
+  },
+  {
+    command: workspaceBin,
+    url: `http://127.0.0.1:${ssoWorkspacePort}/.well-known/openid-configuration`,
+    reuseExistingServer: false,
+    timeout: 30_000,
+    stdout: 'ignore',
+    stderr: 'pipe',
+    env: {
+      DEV_WORKSPACE_URL: ssoWorkspaceURL,
+      DEV_WORKSPACE_ADDR: `127.0.0.1:${ssoWorkspacePort}`,
+      PARTNER_APP_URL: ssoURL,
+      DEV_WORKSPACE_SECRETS_FILE: '../target/e2e/issued-secrets.txt',
+      DEV_WORKSPACE_WEBHOOK_SECRET: webhookSecret,
+    },
+  },
+  {
+    command: `exec '${appBin}' >> target/e2e/sso.log 2>&1`,
+    cwd: '..',
+    url: `http://127.0.0.1:${ssoPort}/healthz`,
+    reuseExistingServer: false,
+    timeout: 60_000,
+    stdout: 'ignore',
+    stderr: 'pipe',
+    env: {
+      AUTH_MODE: 'sso',
+      PARTNER_APP_URL: ssoURL,
+      LEPTOS_SITE_ADDR: `127.0.0.1:${ssoPort}`,
+      DATABASE_URL: process.env.E2E_SSO_DATABASE_URL ?? 'sqlite://target/e2e/sso.db',
+      QENTRAH_WORKSPACE_API_URL: ssoWorkspaceURL,
+      QENTRAH_CLIENT_ID: 'partners_client_dev_public',
+      QENTRAH_CLIENT_SECRET: '',
+      SESSION_SECRET: 'end-to-end-test-session-secret-0123456789',
+      RUST_LOG: 'trace',
+      QENTRAH_WEBHOOK_SECRETS: webhookSecret,
       AUTH_RATE_LIMIT_PER_MINUTE: '10000',
     },
   },

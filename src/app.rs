@@ -10,6 +10,7 @@ use crate::ui::pages::{
     ClientsPage, ConnectFailedPage, ConnectionPage, HomePage, NotFoundPage, OrganizationPage,
     PropertiesPage,
 };
+use crate::ui::sign_in::{AdminUsersPage, LoginPage};
 use crate::ui::HydrationMarker;
 
 /// The HTML document the server renders around [`App`].
@@ -69,6 +70,8 @@ pub fn App() -> impl IntoView {
                     <Route path=path!("/properties") view=PropertiesPage ssr=SsrMode::Async/>
                     <Route path=path!("/connection") view=ConnectionPage ssr=SsrMode::Async/>
                     <Route path=path!("/connect/failed") view=ConnectFailedPage/>
+                    <Route path=path!("/login") view=LoginPage ssr=SsrMode::Async/>
+                    <Route path=path!("/admin/users") view=AdminUsersPage ssr=SsrMode::Async/>
                 </Routes>
             </main>
         </Router>

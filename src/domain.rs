@@ -210,9 +210,122 @@ impl ConnectFailure {
     }
 }
 
+/// The signed-in Workspace user (`AUTH_MODE=sso`), as the header and the pages show them.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SessionUser {
+    pub name: String,
+    pub email: String,
+    pub organization_id: String,
+    pub organization_name: String,
+    /// `admin` or `member`.
+    pub role: String,
+}
+
+impl SessionUser {
+    pub fn is_admin(&self) -> bool {
+        self.role == "admin"
+    }
+}
+
+/// A user of the organization, as `/admin/users` lists them.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct UserView {
+    pub name: String,
+    pub email: String,
+    /// The Workspace's role, and this app's (`None`: a role the map does not know).
+    pub workspace_role: String,
+    pub app_role: Option<String>,
+    /// Unix seconds.
+    pub last_sign_in_at: i64,
+}
+
+/// Why a sign-in ended without one, or a session ended; `/login?reason=…` shows one of these,
+/// each with a fixed text (the Workspace's own error text is never shown).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub enum SignInFailure {
+    /// The person cancelled at the Workspace (`access_denied`).
+    Cancelled,
+    /// The Workspace answered with another error.
+    Failed,
+    /// The answer came from another issuer (RFC 9207).
+    WrongIssuer,
+    /// The answer matches no sign-in this browser started (or a bounce was refused).
+    InvalidState,
+    /// The Workspace's ID token or UserInfo could not be trusted.
+    Untrusted,
+    /// The Workspace could not be reached.
+    Unavailable,
+    /// A page needs a signed-in user.
+    LoginRequired,
+    /// The session reached SESSION_ABSOLUTE_SECS.
+    SessionExpired,
+    /// The Workspace no longer lists the user in the organization (or disabled them).
+    Removed,
+    /// The Workspace could not confirm the user for longer than the grace period.
+    RecheckFailed,
+}
+
+impl SignInFailure {
+    pub const ALL: [SignInFailure; 10] = [
+        SignInFailure::Cancelled,
+        SignInFailure::Failed,
+        SignInFailure::WrongIssuer,
+        SignInFailure::InvalidState,
+        SignInFailure::Untrusted,
+        SignInFailure::Unavailable,
+        SignInFailure::LoginRequired,
+        SignInFailure::SessionExpired,
+        SignInFailure::Removed,
+        SignInFailure::RecheckFailed,
+    ];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            SignInFailure::Cancelled => "cancelled",
+            SignInFailure::Failed => "failed",
+            SignInFailure::WrongIssuer => "wrong_issuer",
+            SignInFailure::InvalidState => "invalid_state",
+            SignInFailure::Untrusted => "untrusted",
+            SignInFailure::Unavailable => "unavailable",
+            SignInFailure::LoginRequired => "login_required",
+            SignInFailure::SessionExpired => "session_expired",
+            SignInFailure::Removed => "removed",
+            SignInFailure::RecheckFailed => "recheck_failed",
+        }
+    }
+
+    pub fn parse(value: &str) -> Option<Self> {
+        Self::ALL.into_iter().find(|f| f.as_str() == value)
+    }
+
+    /// What `/login` says for it.
+    pub fn explain(self) -> &'static str {
+        match self {
+            SignInFailure::Cancelled => "Sign-in was cancelled.",
+            SignInFailure::Failed => "Sign-in did not complete. Open the app from your Workspace again.",
+            SignInFailure::WrongIssuer => "The sign-in answer did not come from the configured Qentrah Workspace, so it was ignored for your safety.",
+            SignInFailure::InvalidState => "This sign-in link was not started from this browser, or it has expired. Open the app from your Workspace again.",
+            SignInFailure::Untrusted => "Your Workspace's answer could not be verified, so you were not signed in. Open the app from your Workspace again; if it keeps happening, contact support.",
+            SignInFailure::Unavailable => "Your Qentrah Workspace could not be reached. Nothing was lost; try again in a moment.",
+            SignInFailure::LoginRequired => "Sign in to see this page.",
+            SignInFailure::SessionExpired => "Your session ended. Open the app from your Workspace to sign in again.",
+            SignInFailure::Removed => "Your Workspace no longer lists you in this organization, so you were signed out.",
+            SignInFailure::RecheckFailed => "Your Workspace could not confirm your access for a while, so you were signed out. Open the app again when it is reachable.",
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn sign_in_failures_round_trip() {
+        for failure in SignInFailure::ALL {
+            assert_eq!(SignInFailure::parse(failure.as_str()), Some(failure));
+        }
+        assert_eq!(SignInFailure::parse("<script>"), None);
+    }
 
     #[test]
     fn connect_failures_round_trip() {

@@ -951,8 +951,18 @@ async fn marketplace_page(State(world): State<SharedWorld>) -> Html<String> {
                 "Install",
             ),
         };
+        // "Open App" (OIDC Core §4's initiate_login_uri) and the seed's legacy shape.
+        let open = if active.is_some() {
+            format!(
+                " <a href=\"/apps/open?organization_id={id}&amp;mode=initiate\" aria-label=\"Open App for {name}\">Open App</a> · <a href=\"/apps/open?organization_id={id}&amp;mode=legacy\" aria-label=\"Open App (legacy) for {name}\">legacy</a>",
+                id = escape(&org.id),
+                name = escape(&org.name),
+            )
+        } else {
+            String::new()
+        };
         html.push_str(&format!(
-            "<tr><td><strong>{}</strong><br><code>{}</code></td><td>{status}</td><td><form class=\"inline\" method=\"post\" action=\"{action}\"><input type=\"hidden\" name=\"organization_id\" value=\"{}\"><button type=\"submit\" class=\"primary\" aria-label=\"{label} for {}\">{label}</button></form></td></tr>",
+            "<tr><td><strong>{}</strong><br><code>{}</code></td><td>{status}{open}</td><td><form class=\"inline\" method=\"post\" action=\"{action}\"><input type=\"hidden\" name=\"organization_id\" value=\"{}\"><button type=\"submit\" class=\"primary\" aria-label=\"{label} for {}\">{label}</button></form></td></tr>",
             escape(&org.name),
             escape(&org.id),
             escape(&org.id),

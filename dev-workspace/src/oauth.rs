@@ -180,6 +180,9 @@ pub async fn authorize(
                 nonce: params.get("nonce").map(str::to_owned),
                 expires_at,
             };
+            if let Some(nonce) = &pending.nonce {
+                world.lock().note_secret(nonce);
+            }
             // OpenID Connect sign-in: the Workspace's own session decides, no consent page
             // (the organization's admin installed the app; signing in is what it is for).
             if sign_in {

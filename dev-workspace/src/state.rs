@@ -55,16 +55,19 @@ pub enum Endpoint {
     Me,
     Clients,
     Properties,
+    /// OpenID Connect's `/oauth/userinfo`.
+    UserInfo,
 }
 
 impl Endpoint {
-    pub const ALL: [Endpoint; 6] = [
+    pub const ALL: [Endpoint; 7] = [
         Endpoint::Authorize,
         Endpoint::Token,
         Endpoint::Revoke,
         Endpoint::Me,
         Endpoint::Clients,
         Endpoint::Properties,
+        Endpoint::UserInfo,
     ];
 
     pub fn name(self) -> &'static str {
@@ -75,6 +78,7 @@ impl Endpoint {
             Endpoint::Me => "me",
             Endpoint::Clients => "clients",
             Endpoint::Properties => "properties",
+            Endpoint::UserInfo => "userinfo",
         }
     }
 
@@ -91,6 +95,7 @@ impl Endpoint {
             "/oauth/authorize" | "/oauth/authorize/decision" => Some(Endpoint::Authorize),
             "/oauth/token" => Some(Endpoint::Token),
             "/oauth/revoke" => Some(Endpoint::Revoke),
+            "/oauth/userinfo" => Some(Endpoint::UserInfo),
             _ if partner_api => {
                 if path.ends_with("/me") {
                     Some(Endpoint::Me)

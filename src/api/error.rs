@@ -31,6 +31,15 @@ pub enum AppError {
     /// Something failed on our side; retrying may help.
     #[error("something went wrong on our side")]
     Internal,
+    /// `AUTH_MODE=sso`: this needs a signed-in Workspace user: offer "Sign in".
+    #[error("sign in first")]
+    LoginRequired,
+    /// `AUTH_MODE=sso`: only a Workspace admin may do this.
+    #[error("only Workspace admins can do this")]
+    AdminOnly,
+    /// `AUTH_MODE=sso`: the organization has no connection, and only an admin can make one.
+    #[error("a Workspace admin must connect Qentrah Connect")]
+    AdminMustConnect,
     /// The request itself failed before reaching the server function (network, encoding).
     #[error("the request failed")]
     Request,
@@ -43,7 +52,10 @@ impl AppError {
     pub fn status(&self) -> axum::http::StatusCode {
         use axum::http::StatusCode;
         match self {
-            AppError::NotConnected | AppError::ReconnectRequired => StatusCode::UNAUTHORIZED,
+            AppError::NotConnected | AppError::ReconnectRequired | AppError::LoginRequired => {
+                StatusCode::UNAUTHORIZED
+            }
+            AppError::AdminOnly | AppError::AdminMustConnect => StatusCode::FORBIDDEN,
             AppError::AskWorkspaceAdmin
             | AppError::Uninstalled
             | AppError::ScopeDenied { .. }

@@ -9,7 +9,9 @@ use leptos::prelude::*;
 #[cfg(feature = "ssr")]
 use leptos::server_fn::ServerFn;
 
-use crate::domain::{ConnectionView, DashboardView, ListKind, OrganizationView, RecordPage};
+use crate::domain::{
+    ConnectionView, DashboardView, ListKind, OrganizationView, RecordPage, UserView,
+};
 
 // Each server function names its own URL (`<Struct as ServerFn>::PATH`): only a call to that
 // URL gets the failure's HTTP status (see `for_connection`).
@@ -86,7 +88,8 @@ pub async fn list_properties(cursor: Option<String>) -> Result<RecordPage, AppEr
 /// Revokes and deletes the browser's connection; works even when the Workspace is down.
 #[server(endpoint = "disconnect")]
 pub async fn disconnect() -> Result<(), AppError> {
-    use crate::server::api_support::{for_connection, session};
+    use crate::server::api_support::{for_connection, require_admin, session, state};
+    require_admin(&state()?)?;
     for_connection(
         <Disconnect as ServerFn>::PATH,
         |connections, access| async move {
@@ -99,4 +102,36 @@ pub async fn disconnect() -> Result<(), AppError> {
         },
     )
     .await
+}
+
+/// The Workspace's issuer, for `/login`'s form (it starts `/auth/login`, which requires `iss`).
+/// Not a secret: the Workspace's own URL. `None` in `AUTH_MODE=connect`, which has no sign-in.
+#[server(endpoint = "sign_in_issuer")]
+pub async fn sign_in_issuer() -> Result<Option<String>, AppError> {
+    use crate::server::api_support::state;
+    Ok(state()?.openid.map(|openid| openid.issuer().to_owned()))
+}
+
+/// The signed-in admin's organization's users (`/admin/users`): admins only.
+#[server(endpoint = "organization_users")]
+pub async fn organization_users() -> Result<Vec<UserView>, AppError> {
+    use crate::server::api_support::{require_admin, signed_in_user, state};
+    let state = state()?;
+    require_admin(&state)?;
+    let user = signed_in_user()?;
+    let users = state
+        .users
+        .users_of(&user.organization_id)
+        .await
+        .map_err(|error| AppError::internal("listing the organization's users", &error))?;
+    Ok(users
+        .into_iter()
+        .map(|u| UserView {
+            name: u.name,
+            email: u.email,
+            workspace_role: u.workspace_role,
+            app_role: u.app_role,
+            last_sign_in_at: u.last_sign_in_at,
+        })
+        .collect())
 }

@@ -4,9 +4,11 @@
 use super::connections::Connections;
 use super::state::AppState;
 use crate::api::AppError;
-use crate::server::connections::{ConnectionAccess, RequestScope};
+use crate::server::connections::{Binding, ConnectionAccess, ConnectionKey, RequestScope};
 use crate::server::identity::session::BrowserSession;
+use crate::server::identity::users::SignedInUser;
 use crate::server::platform::clock::to_unix;
+use crate::server::platform::config::{AppRole, AuthMode};
 
 /// A server function's work for this browser's connection: `work` gets the connections
 /// service and the request's handle on the connection (read from the vault once per request,
@@ -21,8 +23,24 @@ where
 {
     let result = async {
         let state = state()?;
-        let access = connection_access(&state).await?;
-        work(state.connections, access).await
+        let sso = state.config.sign_in.mode == AuthMode::Sso;
+        let result = match connection_access(&state).await {
+            Ok(access) => work(state.connections, access).await,
+            Err(error) => Err(error),
+        };
+        match result {
+            // AUTH_MODE=sso: only an admin can (re)connect; a member is told to ask one, never
+            // offered a button that would be refused.
+            Err(
+                AppError::NotConnected
+                | AppError::ReconnectRequired
+                | AppError::WrongOrganization
+                | AppError::ScopeDenied { .. },
+            ) if sso && !signed_in_user().is_ok_and(|u| u.role == AppRole::Admin) => {
+                Err(AppError::AdminMustConnect)
+            }
+            other => other,
+        }
     }
     .await;
     if let Err(error) = &result {
@@ -53,14 +71,56 @@ pub async fn session() -> Result<BrowserSession, AppError> {
         })
 }
 
-/// The connection this browser completed a flow for; nothing else is visible to it.
+/// The signed-in user of this request (`AUTH_MODE=sso`), as the guard found them.
+pub fn signed_in_user() -> Result<SignedInUser, AppError> {
+    leptos::prelude::use_context::<axum::http::request::Parts>()
+        .and_then(|parts| parts.extensions.get::<SignedInUser>().cloned())
+        .ok_or(AppError::LoginRequired)
+}
+
+/// In `AUTH_MODE=sso`, refuses anyone but a signed-in admin (the guard refuses them first
+/// over HTTP; this holds for every caller, in-process ones included). In `connect` mode, the
+/// browser that made the connection may do everything with it.
+pub fn require_admin(state: &AppState) -> Result<(), AppError> {
+    if state.config.sign_in.mode != AuthMode::Sso {
+        return Ok(());
+    }
+    match signed_in_user()?.role {
+        AppRole::Admin => Ok(()),
+        AppRole::Member => Err(AppError::AdminOnly),
+    }
+}
+
+/// The connection this browser completed a flow for; nothing else is visible to it. In
+/// `AUTH_MODE=sso`, the signed-in user's organization's connection, whoever made it.
 ///
 /// Only a connection to the provider and resource configured now: after
 /// `QENTRAH_WORKSPACE_API_URL` is repointed, a connection made with the old Workspace is not
 /// connected, and nothing of it (its bearer, its refresh token) is ever sent to the new one.
 async fn connection_access(state: &AppState) -> Result<ConnectionAccess, AppError> {
-    let session = session().await?;
     let provider = state.providers.qentrah().profile();
+    let scope = leptos::prelude::use_context::<RequestScope>().unwrap_or_default();
+    if state.config.sign_in.mode == AuthMode::Sso {
+        let user = signed_in_user()?;
+        let key = ConnectionKey::new(
+            &provider.name,
+            &user.organization_id,
+            provider.resource_key(),
+        );
+        let info = state
+            .connections
+            .tokens()
+            .store()
+            .info(&key)
+            .await
+            .map_err(|error| AppError::internal("reading the connection", &error))?
+            .ok_or(AppError::NotConnected)?;
+        return Ok(scope.access(&Binding {
+            key,
+            grant_id: info.grant_id,
+        }));
+    }
+    let session = session().await?;
     let binding = session
         .connection(&provider.name)
         .await
@@ -77,6 +137,5 @@ async fn connection_access(state: &AppState) -> Result<ConnectionAccess, AppErro
         .await
         .map_err(|error| AppError::internal("renewing the session", &error))?;
     // The page request's scope when this runs inside one (see `web::router`).
-    let scope = leptos::prelude::use_context::<RequestScope>().unwrap_or_default();
     Ok(scope.access(&binding))
 }

@@ -49,6 +49,28 @@ impl fmt::Debug for RefreshToken {
     }
 }
 
+/// An OpenID Connect ID token as received (a signed JWT: who signed in, for which client).
+/// Same guarantees as [`AccessToken`]: it proves a sign-in to anyone who holds it while it is
+/// valid, so it goes from the token response to the verifier and nowhere else.
+#[derive(Clone)]
+pub struct RawIdToken(SecretString);
+
+impl RawIdToken {
+    pub fn new(value: String) -> Self {
+        Self(SecretString::from(value))
+    }
+
+    pub fn expose(&self) -> &str {
+        self.0.expose_secret()
+    }
+}
+
+impl fmt::Debug for RawIdToken {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("RawIdToken([redacted])")
+    }
+}
+
 /// What a token endpoint returned, already out of the oauth2 crate's `Serialize` types.
 #[derive(Debug, Clone)]
 pub struct TokenSet {
@@ -72,7 +94,8 @@ mod tests {
     fn tokens_never_print() {
         let access = AccessToken::new("qat_very_secret".to_owned());
         let refresh = RefreshToken::new("qrt_very_secret".to_owned());
-        let printed = format!("{access:?} {refresh:?}");
+        let id_token = RawIdToken::new("eyJ.very_secret.sig".to_owned());
+        let printed = format!("{access:?} {refresh:?} {id_token:?}");
         assert!(!printed.contains("very_secret"));
         let set = TokenSet {
             access_token: access,

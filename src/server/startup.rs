@@ -80,7 +80,19 @@ impl Application {
             Arc::new(installations.clone()),
         );
         let tokens = TokenManager::new(vault, clients.clone(), clock.clone(), config.http_timeout);
-        let flows = FlowStore::new(db.clone(), keyring);
+        let flows = FlowStore::new(db.clone(), keyring.clone());
+        let users = crate::server::identity::users::UserStore::new(db.clone(), keyring);
+        // Sign-in's OpenID provider is the Workspace itself: its issuer is the one the connect
+        // flow's RFC 9207 check already expects.
+        let openid = (config.sign_in.mode == crate::server::platform::config::AuthMode::Sso)
+            .then(|| {
+                crate::server::identity::oidc::OpenIdProvider::new(
+                    &providers.qentrah().profile().issuer,
+                    http.clone(),
+                    clock.clone(),
+                )
+            })
+            .flatten();
         let purger = crate::server::installations::Purger::new(
             installations.clone(),
             tokens.clone(),
@@ -110,6 +122,8 @@ impl Application {
             purger,
             clients,
             refused_deliveries: Default::default(),
+            openid,
+            users,
             leptos_options,
             config: Arc::new(config),
             flows,

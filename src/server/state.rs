@@ -39,4 +39,8 @@ pub struct AppState {
     /// Deliveries this instance refused before they could be attributed (no valid signature,
     /// an unreadable payload): when and why, for `/admin/installations`.
     pub refused_deliveries: crate::server::web::webhooks::RefusedDeliveries,
+    /// The Workspace as an OpenID provider (`AUTH_MODE=sso` only).
+    pub openid: Option<crate::server::identity::oidc::OpenIdProvider>,
+    /// Signed-in users and their sign-ins.
+    pub users: crate::server::identity::users::UserStore,
 }

@@ -10,6 +10,10 @@ pub mod layout;
 pub mod pages;
 /// The filterable, sortable list of clients or properties.
 pub mod records;
+/// The signed-in user (`AUTH_MODE=sso`), as the server rendering the page knows them.
+pub mod session;
+/// Sign-in's pages: `/login` and `/admin/users`.
+pub mod sign_in;
 /// A screen for every connection and Workspace state.
 pub mod states;
 

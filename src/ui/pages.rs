@@ -318,6 +318,9 @@ pub fn ConnectionPage() -> impl IntoView {
     let status = Resource::new(move || disconnect.version().get(), |_| connection_status());
     let query = use_query_map();
     let confirming = move || query.with(|q| q.get("confirm").as_deref() == Some("disconnect"));
+    // AUTH_MODE=sso: members see the organization's connection; only admins change it (the
+    // server refuses anyone else whatever the page shows).
+    let manage = super::session::can_manage_connection();
 
     view! {
         <Title text="Connection"/>
@@ -361,16 +364,21 @@ pub fn ConnectionPage() -> impl IntoView {
                                         <li>{describe_scope(scope)} " " <code>{scope.clone()}</code></li>
                                     }).collect_view()}
                                 </ul>
-                                <a class="button button--quiet" href=start_url("/connection") rel="external">"Authorize again"</a>
+                                {manage.then(|| view! {
+                                    <a class="button button--quiet" href=start_url("/connection") rel="external">"Authorize again"</a>
+                                })}
                             })}
                             {uninstalled.then(|| view! {
                                 <p class="muted">"A Workspace admin removed this app, so its access ended. Reconnecting will not help: an admin installs Qentrah Connect again from the Workspace's marketplace."</p>
                             })}
-                            {(!connected && !uninstalled).then(|| view! {
+                            {(!connected && !uninstalled && manage).then(|| view! {
                                 <a class="button" href=start_url("/connection") rel="external">"Reconnect to Qentrah"</a>
                             })}
+                            {(!connected && !uninstalled && !manage).then(|| view! {
+                                <p class="muted">"Ask a Workspace admin to reconnect Qentrah Connect."</p>
+                            })}
                         </section>
-                        <section class="card" aria-labelledby="disconnect-title">
+                        <section class="card" aria-labelledby="disconnect-title" hidden=!manage>
                             <h2 id="disconnect-title">"Disconnect"</h2>
                             <p>"Disconnecting revokes this app's access in Qentrah and deletes its stored credentials. You can connect again at any time."</p>
                             {move || if confirming() {

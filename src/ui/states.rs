@@ -14,6 +14,8 @@ pub enum Fix {
     Authorize { label: &'static str },
     /// Load the page again.
     Retry,
+    /// Sign in (`AUTH_MODE=sso`), coming back to the same page.
+    SignIn,
 }
 
 /// How a state looks.
@@ -77,6 +79,24 @@ pub fn screen_for(error: &AppError) -> Screen {
             fix: Fix::Retry,
             tone: "error",
         },
+        AppError::LoginRequired => Screen {
+            title: "Sign in to continue",
+            body: "Open Qentrah Connect from your Qentrah Workspace (Apps → Qentrah Connect → Open) to sign in.".into(),
+            fix: Fix::SignIn,
+            tone: "info",
+        },
+        AppError::AdminOnly => Screen {
+            title: "Only Workspace admins can do this",
+            body: "Your role in this organization does not allow it. Ask a Workspace admin.".into(),
+            fix: Fix::Retry,
+            tone: "warn",
+        },
+        AppError::AdminMustConnect => Screen {
+            title: "Ask a Workspace admin to connect Qentrah Connect",
+            body: "Your organization has not connected Qentrah Connect to its Workspace data yet. Once a Workspace admin authorizes it, this page shows the data.".into(),
+            fix: Fix::Retry,
+            tone: "info",
+        },
         AppError::Internal | AppError::Request => Screen {
             title: "Something went wrong",
             body: "The page could not be loaded. Nothing was lost; try again.".into(),
@@ -86,18 +106,25 @@ pub fn screen_for(error: &AppError) -> Screen {
     }
 }
 
-/// The start route with a way back to `path`.
-pub fn start_url(path: &str) -> String {
-    let encoded: String = path
-        .bytes()
+/// `path` percent-encoded for a query value (`/` kept).
+fn urlencode(path: &str) -> String {
+    path.bytes()
         .map(|b| match b {
             b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'.' | b'_' | b'~' | b'/' => {
                 (b as char).to_string()
             }
             _ => format!("%{b:02X}"),
         })
-        .collect();
-    format!("{}?return_to={encoded}", crate::ui::pages::start_route())
+        .collect()
+}
+
+/// The start route with a way back to `path`.
+pub fn start_url(path: &str) -> String {
+    format!(
+        "{}?return_to={}",
+        crate::ui::pages::start_route(),
+        urlencode(path)
+    )
 }
 
 /// Renders the screen for `error`, with its fixing action pointing back at this page.
@@ -109,6 +136,10 @@ pub fn ErrorScreen(error: AppError) -> impl IntoView {
     let action = match screen.fix {
         Fix::Authorize { label } => view! {
             <a class="button" href=start_url(&here) rel="external">{label}</a>
+        }
+        .into_any(),
+        Fix::SignIn => view! {
+            <a class="button" href=format!("/login?return_to={}", urlencode(&here)) rel="external">"Sign in"</a>
         }
         .into_any(),
         // A full reload, with or without JavaScript.
@@ -169,6 +200,9 @@ mod tests {
             (AppError::Retry, Fix::Retry),
             (AppError::Internal, Fix::Retry),
             (AppError::Request, Fix::Retry),
+            (AppError::LoginRequired, Fix::SignIn),
+            (AppError::AdminOnly, Fix::Retry),
+            (AppError::AdminMustConnect, Fix::Retry),
         ];
         for (error, fix) in cases {
             assert_eq!(screen_for(&error).fix, fix, "{error:?}");
@@ -179,7 +213,12 @@ mod tests {
         });
         assert!(scope.body.contains("read your clients"));
         // An admin problem never loops the person through a reconnect.
-        for admins_to_fix in [AppError::AskWorkspaceAdmin, AppError::Uninstalled] {
+        for admins_to_fix in [
+            AppError::AskWorkspaceAdmin,
+            AppError::Uninstalled,
+            AppError::AdminMustConnect,
+            AppError::AdminOnly,
+        ] {
             assert!(!matches!(
                 screen_for(&admins_to_fix).fix,
                 Fix::Authorize { .. }

@@ -501,3 +501,64 @@ async fn one_delivery_applies_once_and_one_purge_runs_once_across_instances() {
     assert_eq!(revocations, 1);
     assert_eq!(app.database.count("connections").await, 0);
 }
+
+/// Sign-in (`AUTH_MODE=sso`) across instances: a sign-in started on one completes on the
+/// other, and when a re-check is due, concurrent requests on both ask the Workspace once.
+#[tokio::test]
+async fn a_sign_in_moves_between_instances_and_a_recheck_runs_once() {
+    let options = Options {
+        env: vec![
+            (
+                "QENTRAH_WEBHOOK_SECRETS",
+                qentrah_dev_workspace::DEV_WEBHOOK_SECRET.to_owned(),
+            ),
+            ("AUTH_MODE", "sso".to_owned()),
+        ],
+        ..Options::default()
+    };
+    let Some(Cluster { app, lb }) = cluster_with(2, &options).await else {
+        return;
+    };
+    crate::marketplace::install(&app, "org_acme").await;
+    lb.pin(0);
+    let link = app
+        .ws
+        .control
+        .open_app_link(
+            "org_acme",
+            qentrah_dev_workspace::oidc::OpenAppMode::Initiate,
+            "usr_ada",
+            None,
+        )
+        .unwrap();
+    let start = app.client.get(link).send().await.unwrap();
+    let session = app.ws.control.workspace_session("usr_ada").unwrap();
+    let callback = reqwest::Client::builder()
+        .redirect(reqwest::redirect::Policy::none())
+        .build()
+        .unwrap()
+        .get(location(&start))
+        .header("cookie", format!("qws_session={session}"))
+        .send()
+        .await
+        .unwrap();
+    lb.pin(1);
+    let done = app.client.get(location(&callback)).send().await.unwrap();
+    assert_eq!(location(&done), "/");
+
+    lb.round_robin();
+    let userinfo = || {
+        app.ws
+            .control
+            .requests()
+            .iter()
+            .filter(|r| r.path.ends_with("/oauth/userinfo"))
+            .count()
+    };
+    let before = userinfo();
+    app.clock.advance(Duration::from_secs(301));
+    let pages = (0..20).map(|_| app.client.get(app.url("/")).send());
+    let answers = futures::future::join_all(pages).await;
+    assert!(answers.iter().all(|a| a.as_ref().unwrap().status() == 200));
+    assert_eq!(userinfo() - before, 1, "one re-check across both instances");
+}

@@ -18,4 +18,5 @@ mod pages;
 mod product;
 mod providers;
 mod security;
+mod sign_in;
 mod webhooks;

@@ -39,7 +39,7 @@ async fn delivered(app: &TestApp, id: &str) -> (Delivery, u16) {
 
 /// Installs the app for `organization_id` at the Workspace and waits for the delivery; returns
 /// the new client's id.
-async fn install(app: &TestApp, organization_id: &str) -> String {
+pub(crate) async fn install(app: &TestApp, organization_id: &str) -> String {
     let (installation, id) = app.ws.control.install(organization_id, None).unwrap();
     let (delivery, status) = delivered(app, &id).await;
     assert_eq!(status, 200, "{delivery:?}");

@@ -67,6 +67,7 @@ pub const SESSION_RENEWAL_INTERVAL: time::Duration = time::Duration::days(1);
 
 const BROWSER_BINDING: &str = "oauth.browser_binding";
 const RENEWED_AT: &str = "session.renewed_at";
+const SIGN_IN: &str = "sign_in.id";
 
 /// Where a session keeps its connection to `provider` (`qentrah.connection`: one per provider).
 fn connection_entry(provider: &str) -> String {
@@ -190,6 +191,27 @@ impl BrowserSession {
         if due {
             self.0.insert(RENEWED_AT, now_unix).await?;
         }
+        Ok(())
+    }
+
+    /// Signs this browser in (`AUTH_MODE=sso`) under a fresh session id (session fixation:
+    /// an id planted before sign-in is worthless after it). The session keeps only the
+    /// sign-in's id; who it is and the grant live in the `sign_ins` row.
+    pub async fn bind_sign_in(&self, sign_in_id: &str) -> Result<(), SessionError> {
+        self.0.cycle_id().await?;
+        self.0.insert(SIGN_IN, sign_in_id).await?;
+        Ok(())
+    }
+
+    /// The sign-in this session names, if any (its row may since have been ended).
+    pub async fn sign_in_id(&self) -> Result<Option<String>, SessionError> {
+        Ok(self.0.get::<String>(SIGN_IN).await?)
+    }
+
+    /// Ends the session altogether: its record is deleted and the cookie cleared, so the old
+    /// cookie is worthless.
+    pub async fn end(&self) -> Result<(), SessionError> {
+        self.0.flush().await?;
         Ok(())
     }
 

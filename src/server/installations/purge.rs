@@ -45,6 +45,8 @@ pub enum PurgeError {
     Flows(#[source] crate::server::providers::oauth::flow_store::FlowStoreError),
     #[error("the sessions could not be deleted")]
     Sessions(#[source] session::SessionError),
+    #[error("the sign-ins could not be ended")]
+    SignIns(#[source] crate::server::identity::users::UserStoreError),
 }
 
 /// Runs the purges. Cloned into the webhook route (to wake it) and the worker task.
@@ -181,6 +183,11 @@ impl Purger {
         session::delete_sessions_bound_to(&self.db, &self.provider, org, kept_grant.as_deref())
             .await
             .map_err(PurgeError::Sessions)?;
+        // Sign-ins made with the uninstalled client end too (AUTH_MODE=sso): found by the
+        // sign-in index, so each of those sessions is signed out wherever it is used next.
+        crate::server::identity::users::UserStore::end_for_client(&self.db, org, &task.client_id)
+            .await
+            .map_err(PurgeError::SignIns)?;
         Ok(())
     }
 }

@@ -306,6 +306,22 @@ impl InstallationStore {
 
     /// Every installation, newest first: ids, status, times, deliveries and purge, never a
     /// secret.
+    /// The organization whose active installation's client is `client_id`, if any.
+    pub async fn active_organization_of(
+        &self,
+        client_id: &str,
+    ) -> Result<Option<OrganizationId>, InstallationError> {
+        let organization: Option<String> = on_pool!(&self.db, pool => {
+            sqlx::query_scalar(
+                "SELECT organization_id FROM installations WHERE client_id = $1 AND status = 'active'",
+            )
+            .bind(client_id)
+            .fetch_optional(pool)
+            .await?
+        });
+        Ok(organization.as_deref().and_then(OrganizationId::parse))
+    }
+
     pub async fn list(&self) -> Result<Vec<InstallationRow>, InstallationError> {
         let query = "SELECT i.organization_id, i.client_id, i.installation_id, i.status, \
                      i.installed_at, i.uninstalled_at, (i.client_secret IS NOT NULL) AS holds_secret, \

@@ -15,8 +15,10 @@ use tower_http::request_id::{MakeRequestUuid, PropagateRequestIdLayer, SetReques
 use tower_http::trace::{DefaultOnResponse, TraceLayer};
 
 mod admin;
+mod guard;
 mod oauth;
 pub mod security;
+mod sign_in;
 pub mod webhooks;
 
 pub use webhooks::WEBHOOK_RATE_LIMIT_PER_MINUTE;
@@ -56,10 +58,27 @@ pub fn router(state: AppState) -> Router {
 /// the canonical host (cookies are per host), with the session, the same-origin check on
 /// state changes, and no caching of what depends on the session.
 fn browser_router(state: &AppState) -> Router<AppState> {
-    Router::new()
+    let router = Router::new()
         .merge(pages_router(state))
-        .merge(oauth_router(state))
+        .merge(oauth_router(state));
+    // Sign-in's routes exist only where sign-in is on: `AUTH_MODE=connect` is today's product.
+    let router = if state.config.sign_in.mode == crate::server::platform::config::AuthMode::Sso {
+        router.merge(
+            sign_in::router().route_layer(middleware::from_fn_with_state(
+                state.clone(),
+                crate::server::web::security::limit_auth_routes,
+            )),
+        )
+    } else {
+        router
+    };
+    router
         .fallback(leptos_axum::file_and_error_handler::<AppState, _>(shell))
+        // Inside the session layer: the guard reads the session.
+        .layer(middleware::from_fn_with_state(
+            state.clone(),
+            guard::require_sign_in,
+        ))
         .layer(session::layer(
             &state.db,
             &state.config.partner_app_url,

@@ -8,12 +8,14 @@ use axum::extract::{RawQuery, State};
 use axum::http::{header, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
+use axum::Extension;
 use axum::Router;
 use secrecy::SecretString;
 
 use crate::domain::ConnectFailure;
 use crate::server::connections::{Binding, ConnectionKey};
 use crate::server::identity::session::BrowserSession;
+use crate::server::identity::users::SignedInUser;
 use crate::server::ids::{OrganizationId, ProviderId};
 use crate::server::providers::oauth::authorization::{
     self, CallbackParams, CallbackRefusal, CallbackStep, PkceVerifier,
@@ -33,18 +35,22 @@ pub fn router(providers: &ProviderRegistry) -> Router<AppState> {
         router
             .route(
                 &profile.start_path,
-                get(move |state, session, query| start(state, session, query, for_start)),
+                get(move |state, session, user, query| {
+                    start(state, session, user, query, for_start)
+                }),
             )
             .route(
                 &profile.callback_path,
-                get(move |state, session, query| callback(state, session, query, for_callback)),
+                get(move |state, session, user, query| {
+                    callback(state, session, user, query, for_callback)
+                }),
             )
     })
 }
 
 /// A 303 that no cache keeps and that sends no `Referer` onward (the callback URL carries the
 /// code; RFC 9700 §4.2.4).
-fn see_other(location: &str) -> Response {
+pub(super) fn see_other(location: &str) -> Response {
     match HeaderValue::from_str(location) {
         Ok(location) => (
             StatusCode::SEE_OTHER,
@@ -81,7 +87,7 @@ fn unavailable_here(start_path: &str) -> Response {
 }
 
 /// A page of ours, not a redirect: the person stays here.
-fn page(status: StatusCode, title: &str, body: &str) -> Response {
+pub(super) fn page(status: StatusCode, title: &str, body: &str) -> Response {
     (
         status,
         [
@@ -125,6 +131,7 @@ fn query_param(query: Option<&str>, wanted: &str) -> Option<String> {
 async fn start(
     State(state): State<AppState>,
     session: BrowserSession,
+    user: Option<Extension<SignedInUser>>,
     RawQuery(query): RawQuery,
     provider_name: ProviderId,
 ) -> Response {
@@ -132,7 +139,11 @@ async fn start(
         return StatusCode::NOT_FOUND.into_response();
     };
     let start_path = provider.profile().start_path.clone();
+    // AUTH_MODE=sso: an admin connects their own organization, with its installation's client
+    // (the guard let only a signed-in admin through).
+    let signed_in_organization = user.map(|Extension(user)| user.organization_id);
     let organization_id = match query_param(query.as_deref(), "organization_id") {
+        _ if signed_in_organization.is_some() => signed_in_organization,
         None => None,
         Some(given) => match OrganizationId::parse(&given) {
             Some(id) => Some(id),
@@ -211,6 +222,7 @@ async fn start(
 async fn callback(
     State(state): State<AppState>,
     session: BrowserSession,
+    user: Option<Extension<SignedInUser>>,
     RawQuery(query): RawQuery,
     provider_name: ProviderId,
 ) -> Response {
@@ -284,6 +296,14 @@ async fn callback(
         }
     };
 
+    // AUTH_MODE=sso: the flow must be for the signed-in admin's own organization (the code is
+    // then not redeemed for any other), and the token response must name it too (below).
+    if let Some(Extension(user)) = &user {
+        if flow.organization_id.as_ref() != Some(&user.organization_id) {
+            tracing::warn!("a connect flow for another organization than the admin's");
+            return failed(ConnectFailure::WrongOrganization);
+        }
+    }
     // The code is redeemed by the client the flow started with (RFC 6749 §4.1.3), and only
     // while that client may still be used.
     let oauth = match &flow.organization_id {

@@ -143,12 +143,12 @@ impl AppConfig {
             ));
         }
         let sign_in = SignInConfig::from_env(&env)?;
-        // Sign-in's routes and guards are not in this build yet (issue 17): serving `sso` now
-        // would serve every page unguarded. Refused, so nobody runs it believing otherwise.
-        if sign_in.mode == AuthMode::Sso {
+        // Sign-in uses each installation's client, which only the marketplace's webhooks
+        // deliver: without them nobody could ever sign in.
+        if sign_in.mode == AuthMode::Sso && !webhooks.enabled() {
             return Err(ConfigError::new(
                 var::AUTH_MODE,
-                "is sso, which this version does not serve yet (sign-in is being built); use connect",
+                "is sso, which needs QENTRAH_WEBHOOK_SECRETS (sign-in uses the client each installation delivers)",
             ));
         }
         Ok(Self {
@@ -231,7 +231,7 @@ mod tests {
     }
 
     #[test]
-    fn sso_is_refused_until_sign_in_is_served() {
+    fn sso_needs_the_marketplace() {
         let mut vars = valid();
         vars.insert(var::AUTH_MODE, "connect".to_owned());
         assert_eq!(
@@ -242,8 +242,17 @@ mod tests {
             AuthMode::Connect
         );
         vars.insert(var::AUTH_MODE, "sso".to_owned());
+        vars.remove(var::WEBHOOK_SECRETS);
         let err = AppConfig::from_lookup(|name| vars.get(name).cloned()).unwrap_err();
         assert_eq!(err.variable, var::AUTH_MODE);
+        vars.insert(var::WEBHOOK_SECRETS, DEVELOPMENT_WEBHOOK_SECRET.to_owned());
+        assert_eq!(
+            AppConfig::from_lookup(|name| vars.get(name).cloned())
+                .unwrap()
+                .sign_in
+                .mode,
+            AuthMode::Sso
+        );
     }
 
     #[test]

@@ -31,7 +31,7 @@ impl AppRole {
         }
     }
 
-    fn parse(value: &str) -> Option<Self> {
+    pub fn parse(value: &str) -> Option<Self> {
         match value {
             "member" => Some(AppRole::Member),
             "admin" => Some(AppRole::Admin),

@@ -21,7 +21,7 @@ use serde::{Deserialize, Serialize};
 
 use super::authorization::PkceVerifier;
 use super::provider::{ProviderConfig, TenantSource};
-use crate::server::credentials::{AccessToken, RefreshToken, TokenSet};
+use crate::server::credentials::{AccessToken, RawIdToken, RefreshToken, TokenSet};
 use crate::server::ids::{OrganizationId, ProviderId};
 use crate::server::platform::config::{ClientAuthentication, IssPolicy, WorkspaceConfig};
 use crate::server::platform::http::{read_capped, CappedReadError};
@@ -200,6 +200,14 @@ impl ClientRegistry {
 pub struct ExtraFields(serde_json::Map<String, serde_json::Value>);
 
 impl ExtraFields {
+    /// The OpenID Connect `id_token` (OIDC Core §3.1.3.3), taken straight into its secret type.
+    fn id_token(&self) -> Option<RawIdToken> {
+        self.0
+            .get("id_token")
+            .and_then(serde_json::Value::as_str)
+            .map(|raw| RawIdToken::new(raw.to_owned()))
+    }
+
     /// The tenant named in `field`: a string, or a whole number as servers also send it
     /// (`"organization_id": 4711`), parsed at the edge. Anything else is no tenant.
     fn tenant(&self, field: &str) -> Option<OrganizationId> {
@@ -497,6 +505,57 @@ impl OAuthClient {
             return Err(error);
         }
         Ok(tokens)
+    }
+
+    /// Exchanges a sign-in's code (OIDC Core §3.1.3): at `redirect_uri` (the sign-in callback),
+    /// with the PKCE verifier and no resource (the grant is for UserInfo, not the partner API).
+    /// Returns the ID token beside the tokens; judging it is the caller's.
+    #[tracing::instrument(skip_all, fields(provider = %self.0.provider.name))]
+    pub async fn exchange_sign_in_code(
+        &self,
+        code: &SecretString,
+        verifier: &PkceVerifier,
+        redirect_uri: &url::Url,
+    ) -> Result<(TokenSet, Option<RawIdToken>), TokenCallError> {
+        let response = self
+            .0
+            .oauth
+            .exchange_code(AuthorizationCode::new(code.expose_secret().to_owned()))
+            .set_pkce_verifier(PkceCodeVerifier::new(verifier.expose().to_owned()))
+            .set_redirect_uri(std::borrow::Cow::Owned(oauth2::RedirectUrl::from_url(
+                redirect_uri.clone(),
+            )))
+            .request_async(&TokenEndpoint(&self.0.http))
+            .await
+            .map_err(map_error)?;
+        let tokens = into_token_set(&response, &self.0.client_id, None);
+        let id_token = response.extra_fields().id_token();
+        if let Err(error) = require_bearer(&response) {
+            let token = Revocable::best_of(tokens.refresh_token.as_ref(), &tokens.access_token);
+            if let Err(revocation) = self.revoke(token).await {
+                tracing::warn!(%revocation, "could not revoke the unusable grant");
+            }
+            return Err(error);
+        }
+        Ok((tokens, id_token))
+    }
+
+    /// Refreshes a sign-in's grant (RFC 6749 §6): no resource, as it was granted.
+    #[tracing::instrument(skip_all, fields(provider = %self.0.provider.name))]
+    pub async fn refresh_sign_in(
+        &self,
+        refresh_token: &RefreshToken,
+    ) -> Result<TokenSet, TokenCallError> {
+        let token = oauth2::RefreshToken::new(refresh_token.expose().to_owned());
+        let response = self
+            .0
+            .oauth
+            .exchange_refresh_token(&token)
+            .request_async(&TokenEndpoint(&self.0.http))
+            .await
+            .map_err(map_error)?;
+        require_bearer(&response)?;
+        Ok(into_token_set(&response, &self.0.client_id, None))
     }
 
     /// Refreshes (RFC 6749 §6), naming the resource on every refresh (RFC 8707 §2.2).

@@ -34,6 +34,33 @@ pub struct ConsumedFlow {
     pub organization_id: Option<OrganizationId>,
 }
 
+/// A sign-in flow taken back by its callback (`AUTH_MODE=sso`).
+#[derive(Debug)]
+pub struct ConsumedSignIn {
+    pub verifier: PkceVerifier,
+    /// The OpenID Connect nonce the ID token must carry (OIDC Core §3.1.2.1).
+    pub nonce: secrecy::SecretString,
+    pub return_to: String,
+    pub client_id: String,
+    pub organization_id: OrganizationId,
+}
+
+/// Which callback may consume a flow: a connection's or a sign-in's, never the other's.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Purpose {
+    Connect,
+    SignIn,
+}
+
+impl Purpose {
+    fn as_str(self) -> &'static str {
+        match self {
+            Purpose::Connect => "connect",
+            Purpose::SignIn => "sign_in",
+        }
+    }
+}
+
 #[derive(thiserror::Error)]
 pub enum FlowStoreError {
     #[error("the flow store's database failed")]
@@ -70,10 +97,58 @@ impl FlowStore {
         return_to: &str,
         now: SystemTime,
     ) -> Result<(), FlowStoreError> {
+        self.insert(
+            Purpose::Connect,
+            client,
+            state,
+            verifier.expose().as_bytes(),
+            browser_binding,
+            return_to,
+            now,
+        )
+        .await
+    }
+
+    /// Remembers a new sign-in flow for this browser: its verifier and nonce sealed together.
+    #[tracing::instrument(skip_all)]
+    #[allow(clippy::too_many_arguments)]
+    pub async fn remember_sign_in(
+        &self,
+        client: &FlowClient,
+        state: &State,
+        verifier: &PkceVerifier,
+        nonce: &str,
+        browser_binding: &str,
+        return_to: &str,
+        now: SystemTime,
+    ) -> Result<(), FlowStoreError> {
+        // A verifier is RFC 7636 unreserved characters, so a newline cannot occur in it.
+        let secret = format!("{}\n{nonce}", verifier.expose());
+        self.insert(
+            Purpose::SignIn,
+            client,
+            state,
+            secret.as_bytes(),
+            browser_binding,
+            return_to,
+            now,
+        )
+        .await
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    async fn insert(
+        &self,
+        purpose: Purpose,
+        client: &FlowClient,
+        state: &State,
+        secret: &[u8],
+        browser_binding: &str,
+        return_to: &str,
+        now: SystemTime,
+    ) -> Result<(), FlowStoreError> {
         let state_digest = state.digest();
-        let sealed = self
-            .keyring
-            .seal(verifier.expose().as_bytes(), &aad(&state_digest))?;
+        let sealed = self.keyring.seal(secret, &aad(&state_digest))?;
         // Expired flows go here rather than in a background task: every start sweeps.
         on_pool!(&self.db, pool => {
             sqlx::query("DELETE FROM oauth_flows WHERE expires_at <= $1")
@@ -85,8 +160,8 @@ impl FlowStore {
         on_pool!(&self.db, pool => {
             sqlx::query(
                 "INSERT INTO oauth_flows (state_hash, browser_hash, provider, key_id, verifier, \
-                 return_to, expires_at, client_id, organization_id) \
-                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)",
+                 return_to, expires_at, client_id, organization_id, purpose) \
+                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)",
             )
             .bind(state_digest.as_slice())
             .bind(digest(browser_binding).as_slice())
@@ -97,6 +172,7 @@ impl FlowStore {
             .bind(to_unix(now + FLOW_LIFETIME))
             .bind(&client.client_id)
             .bind(client.organization_id.as_ref().map(OrganizationId::as_str))
+            .bind(purpose.as_str())
             .execute(pool)
             .await
             .map(drop)
@@ -117,28 +193,12 @@ impl FlowStore {
         browser_binding: &str,
         now: SystemTime,
     ) -> Result<Option<ConsumedFlow>, FlowStoreError> {
-        let row: Option<FlowRow> = on_pool!(&self.db, pool => {
-            sqlx::query_as(
-                "DELETE FROM oauth_flows WHERE state_hash = $1 AND browser_hash = $2 \
-                 RETURNING provider, key_id, verifier, return_to, expires_at, client_id, \
-                 organization_id",
-            )
-            .bind(state_digest.as_slice())
-            .bind(digest(browser_binding).as_slice())
-            .fetch_optional(pool)
-            .await
-        })?;
-        let Some(row) = row else {
+        let Some((row, verifier)) = self
+            .take(Purpose::Connect, state_digest, browser_binding, now)
+            .await?
+        else {
             return Ok(None);
         };
-        if !super::authorization::flow_is_live(from_unix(row.expires_at), now) {
-            return Ok(None);
-        }
-        let sealed = Sealed {
-            key_id: row.key_id,
-            bytes: row.verifier,
-        };
-        let verifier = self.keyring.open(&sealed, &aad(state_digest))?;
         Ok(Some(ConsumedFlow {
             verifier: PkceVerifier::from_stored(String::from_utf8_lossy(&verifier).into_owned()),
             return_to: row.return_to,
@@ -151,6 +211,73 @@ impl FlowStore {
                 .as_deref()
                 .and_then(OrganizationId::parse),
         }))
+    }
+
+    /// Takes this browser's live sign-in flow with this state digest, if there is one.
+    #[tracing::instrument(skip_all)]
+    pub async fn consume_sign_in(
+        &self,
+        state_digest: &[u8; 32],
+        browser_binding: &str,
+        now: SystemTime,
+    ) -> Result<Option<ConsumedSignIn>, FlowStoreError> {
+        let Some((row, secret)) = self
+            .take(Purpose::SignIn, state_digest, browser_binding, now)
+            .await?
+        else {
+            return Ok(None);
+        };
+        let secret = String::from_utf8_lossy(&secret).into_owned();
+        let (Some((verifier, nonce)), Some(organization_id)) = (
+            secret.split_once('\n'),
+            row.organization_id
+                .as_deref()
+                .and_then(OrganizationId::parse),
+        ) else {
+            // Not what this app writes for a sign-in: no flow.
+            return Ok(None);
+        };
+        Ok(Some(ConsumedSignIn {
+            verifier: PkceVerifier::from_stored(verifier.to_owned()),
+            nonce: secrecy::SecretString::from(nonce.to_owned()),
+            return_to: row.return_to,
+            client_id: row.client_id,
+            organization_id,
+        }))
+    }
+
+    /// The atomic DELETE … RETURNING of a flow of `purpose`, and its opened secret.
+    async fn take(
+        &self,
+        purpose: Purpose,
+        state_digest: &[u8; 32],
+        browser_binding: &str,
+        now: SystemTime,
+    ) -> Result<Option<(FlowRow, Vec<u8>)>, FlowStoreError> {
+        let row: Option<FlowRow> = on_pool!(&self.db, pool => {
+            sqlx::query_as(
+                "DELETE FROM oauth_flows WHERE state_hash = $1 AND browser_hash = $2 \
+                 AND purpose = $3 RETURNING provider, key_id, verifier, return_to, expires_at, \
+                 client_id, organization_id",
+            )
+            .bind(state_digest.as_slice())
+            .bind(digest(browser_binding).as_slice())
+            .bind(purpose.as_str())
+            .fetch_optional(pool)
+            .await
+        })?;
+        let Some(row) = row else {
+            return Ok(None);
+        };
+        if !super::authorization::flow_is_live(from_unix(row.expires_at), now) {
+            return Ok(None);
+        }
+        let sealed = Sealed {
+            key_id: row.key_id.clone(),
+            bytes: row.verifier.clone(),
+        };
+        let secret = self.keyring.open(&sealed, &aad(state_digest))?;
+        Ok(Some((row, secret)))
     }
 
     /// Ends the organization's flows in progress with `client_id` (its installation was
