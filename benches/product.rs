@@ -1091,16 +1091,42 @@ async fn main() {
         "{:<58} {:>22}   {:<21} result",
         "measure", "measured", "target"
     );
-    dashboard_latency(&mut report).await;
-    refresh_under_contention(&mut report).await;
-    vault_cost(&mut report).await;
-    server_render_cost(&mut report).await;
-    webhook_deliveries(&mut report).await;
-    open_app_latency(&mut report).await;
-    guard_cost(&mut report).await;
-    upstream_connections_and_timeouts(&mut report).await;
-    bundle_size(&mut report).await;
-    memory(&mut report).await;
+    // BENCH_ONLY=name,name runs those measures alone (e.g. `BENCH_ONLY=open_app,guard`).
+    let only = std::env::var("BENCH_ONLY").ok();
+    let wanted = |name: &str| {
+        only.as_deref()
+            .is_none_or(|only| only.split(',').any(|n| n.trim() == name))
+    };
+    if wanted("dashboard") {
+        dashboard_latency(&mut report).await;
+    }
+    if wanted("refresh") {
+        refresh_under_contention(&mut report).await;
+    }
+    if wanted("vault") {
+        vault_cost(&mut report).await;
+    }
+    if wanted("render") {
+        server_render_cost(&mut report).await;
+    }
+    if wanted("webhooks") {
+        webhook_deliveries(&mut report).await;
+    }
+    if wanted("open_app") {
+        open_app_latency(&mut report).await;
+    }
+    if wanted("guard") {
+        guard_cost(&mut report).await;
+    }
+    if wanted("upstream") {
+        upstream_connections_and_timeouts(&mut report).await;
+    }
+    if wanted("bundle") {
+        bundle_size(&mut report).await;
+    }
+    if wanted("memory") {
+        memory(&mut report).await;
+    }
     let met = report.rows.iter().filter(|r| r.3).count();
     println!(
         "\n{met} of {} targets met in {:.0} s (first byte → hydrated follows, from end2end/bench/hydration.mjs)",

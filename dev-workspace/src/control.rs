@@ -82,6 +82,13 @@ impl Control {
         Ok(())
     }
 
+    /// Changes a user's email (the subject stays: OIDC Core §5.7, it is the stable key).
+    pub fn set_email(&self, sub: &str, email: &str) -> Result<(), String> {
+        let mut w = self.world.lock();
+        w.identity.user_mut(sub).ok_or("unknown user")?.email = email.to_owned();
+        Ok(())
+    }
+
     /// Removes a user from an organization: UserInfo for it answers 403 from now on.
     pub fn remove_member(&self, sub: &str, organization_id: &str) -> Result<(), String> {
         let mut w = self.world.lock();
@@ -111,6 +118,11 @@ impl Control {
     /// A new current signing key (the old one stays in the JWKS); returns its `kid`.
     pub fn rotate_signing_key(&self) -> Option<String> {
         self.world.lock().identity.rotate()
+    }
+
+    /// A new current signing key for `alg` (RS256 or ES256); returns its `kid`.
+    pub fn rotate_signing_key_to(&self, alg: crate::identity::SigningAlg) -> Option<String> {
+        self.world.lock().identity.rotate_to(alg)
     }
 
     /// Stops publishing every signing key but the current one.

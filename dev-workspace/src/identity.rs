@@ -200,36 +200,112 @@ pub enum UserInfoFault {
     },
 }
 
+/// The JWS algorithms the Workspace signs ID tokens with (RFC 7518 §3.1).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+pub enum SigningAlg {
+    #[default]
+    RS256,
+    ES256,
+}
+
+impl SigningAlg {
+    pub fn name(self) -> &'static str {
+        match self {
+            SigningAlg::RS256 => "RS256",
+            SigningAlg::ES256 => "ES256",
+        }
+    }
+
+    pub fn parse(name: &str) -> Option<Self> {
+        match name {
+            "RS256" => Some(SigningAlg::RS256),
+            "ES256" => Some(SigningAlg::ES256),
+            _ => None,
+        }
+    }
+}
+
+#[derive(Debug, Clone)]
+enum KeyMaterial {
+    // Boxed: an RSA key is several times the size of a P-256 one.
+    Rsa(Box<RsaPrivateKey>),
+    Ec(p256::ecdsa::SigningKey),
+}
+
 /// One signing key, published in the JWKS while it is current or just rotated out.
 #[derive(Debug, Clone)]
 pub struct SigningKey {
     pub kid: String,
-    key: RsaPrivateKey,
+    key: KeyMaterial,
 }
 
 impl SigningKey {
-    fn generate(kid: String) -> Option<Self> {
-        let key = RsaPrivateKey::new(&mut rsa::rand_core::OsRng, 2048).ok()?;
+    fn generate(kid: String, alg: SigningAlg) -> Option<Self> {
+        let key = match alg {
+            SigningAlg::RS256 => KeyMaterial::Rsa(Box::new(
+                RsaPrivateKey::new(&mut rsa::rand_core::OsRng, 2048).ok()?,
+            )),
+            // A scalar from 256 random bits; the rare value outside the curve's order is drawn
+            // again.
+            SigningAlg::ES256 => KeyMaterial::Ec((0..8).find_map(|_| {
+                let mut bytes = [0u8; 32];
+                getrandom::fill(&mut bytes).ok()?;
+                p256::ecdsa::SigningKey::from_bytes(&bytes.into()).ok()
+            })?),
+        };
         Some(Self { kid, key })
     }
 
-    /// The public half as a JWK (RFC 7517 §4, RFC 7518 §6.3.1).
-    pub fn jwk(&self) -> Value {
-        let public = self.key.to_public_key();
-        json!({
-            "kty": "RSA",
-            "use": "sig",
-            "alg": "RS256",
-            "kid": self.kid,
-            "n": URL_SAFE_NO_PAD.encode(public.n().to_bytes_be()),
-            "e": URL_SAFE_NO_PAD.encode(public.e().to_bytes_be()),
-        })
+    pub fn alg(&self) -> SigningAlg {
+        match self.key {
+            KeyMaterial::Rsa(_) => SigningAlg::RS256,
+            KeyMaterial::Ec(_) => SigningAlg::ES256,
+        }
     }
 
+    /// The public half as a JWK (RFC 7517 §4; RFC 7518 §6.3.1 for RSA, §6.2.1 for P-256).
+    pub fn jwk(&self) -> Value {
+        match &self.key {
+            KeyMaterial::Rsa(key) => {
+                let public = key.to_public_key();
+                json!({
+                    "kty": "RSA",
+                    "use": "sig",
+                    "alg": "RS256",
+                    "kid": self.kid,
+                    "n": URL_SAFE_NO_PAD.encode(public.n().to_bytes_be()),
+                    "e": URL_SAFE_NO_PAD.encode(public.e().to_bytes_be()),
+                })
+            }
+            KeyMaterial::Ec(key) => {
+                let point = key.verifying_key().to_sec1_point(false);
+                let coordinate = |c: Option<&[u8]>| URL_SAFE_NO_PAD.encode(c.unwrap_or_default());
+                json!({
+                    "kty": "EC",
+                    "crv": "P-256",
+                    "use": "sig",
+                    "alg": "ES256",
+                    "kid": self.kid,
+                    "x": coordinate(point.x().map(|x| x.as_slice())),
+                    "y": coordinate(point.y().map(|y| y.as_slice())),
+                })
+            }
+        }
+    }
+
+    /// The JWS signature over `input`: PKCS#1 v1.5 for RS256, `r || s` for ES256 (RFC 7518
+    /// §3.4).
     fn sign(&self, input: &[u8]) -> Vec<u8> {
-        Rs256Key::<Sha256>::new(self.key.clone())
-            .sign(input)
-            .to_vec()
+        match &self.key {
+            KeyMaterial::Rsa(key) => Rs256Key::<Sha256>::new(key.as_ref().clone())
+                .sign(input)
+                .to_vec(),
+            KeyMaterial::Ec(key) => {
+                use p256::ecdsa::signature::Signer as _;
+                let signature: p256::ecdsa::Signature = key.sign(input);
+                signature.to_bytes().to_vec()
+            }
+        }
     }
 }
 
@@ -312,11 +388,18 @@ impl Identity {
         }
     }
 
-    /// A new current key; the old one stays published so tokens it signed still verify.
+    /// A new current key of the current algorithm; the old one stays published so tokens it
+    /// signed still verify.
     pub fn rotate(&mut self) -> Option<String> {
+        let alg = self.keys.first().map(SigningKey::alg).unwrap_or_default();
+        self.rotate_to(alg)
+    }
+
+    /// A new current key for `alg` (the old ones stay published).
+    pub fn rotate_to(&mut self, alg: SigningAlg) -> Option<String> {
         let kid = format!("dev-key-{}", self.next_kid);
         self.next_kid += 1;
-        let key = SigningKey::generate(kid.clone())?;
+        let key = SigningKey::generate(kid.clone(), alg)?;
         self.keys.insert(0, key);
         Some(kid)
     }
@@ -404,6 +487,7 @@ impl Identity {
         }
         let payload = Value::Object(body).to_string();
         let current = self.keys.first()?.clone();
+        let alg = current.alg().name();
         let (header, signature) = match fault {
             Some(IdTokenFault::AlgNone) => (json!({"alg": "none", "typ": "JWT"}), None),
             Some(IdTokenFault::Hs256WithPublicKey) => (
@@ -411,14 +495,15 @@ impl Identity {
                 None,
             ),
             Some(IdTokenFault::UnknownKid) => {
-                let stranger = SigningKey::generate("dev-key-unpublished".to_owned())?;
+                let stranger =
+                    SigningKey::generate("dev-key-unpublished".to_owned(), current.alg())?;
                 (
-                    json!({"alg": "RS256", "kid": stranger.kid, "typ": "JWT"}),
+                    json!({"alg": alg, "kid": stranger.kid, "typ": "JWT"}),
                     Some(stranger),
                 )
             }
             _ => (
-                json!({"alg": "RS256", "kid": current.kid, "typ": "JWT"}),
+                json!({"alg": alg, "kid": current.kid, "typ": "JWT"}),
                 Some(current.clone()),
             ),
         };
@@ -430,8 +515,14 @@ impl Identity {
         let mut signature = match (fault, signature) {
             (Some(IdTokenFault::AlgNone), _) => Vec::new(),
             (Some(IdTokenFault::Hs256WithPublicKey), _) => {
-                // The key an algorithm-confused verifier would use: the public key's JWK `n`.
-                let public = current.jwk()["n"].as_str().unwrap_or_default().to_owned();
+                // The key an algorithm-confused verifier would use: the public key's JWK `n`
+                // (or `x`).
+                let jwk = current.jwk();
+                let public = jwk["n"]
+                    .as_str()
+                    .or(jwk["x"].as_str())
+                    .unwrap_or_default()
+                    .to_owned();
                 let mut mac = Hmac::<Sha256>::new_from_slice(public.as_bytes()).ok()?;
                 mac.update(input.as_bytes());
                 mac.finalize().into_bytes().to_vec()
@@ -489,11 +580,38 @@ mod tests {
         assert_eq!(body["nonce"], "n-1");
         assert_eq!(body["organization_id"], "org_acme");
         let input = token.rsplit_once('.').unwrap().0;
-        let key = identity.keys[0].key.to_public_key();
+        let KeyMaterial::Rsa(key) = &identity.keys[0].key else {
+            panic!("the default key is RSA")
+        };
+        let key = key.to_public_key();
         let verifying = rsa::pkcs1v15::VerifyingKey::<Sha256>::new(key);
         let signature = rsa::pkcs1v15::Signature::try_from(signature.as_slice()).unwrap();
         verifying.verify(input.as_bytes(), &signature).unwrap();
         assert_eq!(header["kid"], identity.published_keys()[0]["kid"]);
+    }
+
+    #[test]
+    fn an_es256_key_signs_r_and_s_and_publishes_its_point() {
+        use p256::ecdsa::signature::Verifier as _;
+        let mut identity = Identity::default();
+        identity.rotate_to(SigningAlg::ES256).unwrap();
+        let token = identity.id_token(&claims()).unwrap();
+        let (header, _, signature) = decode(&token);
+        assert_eq!(header["alg"], "ES256");
+        assert_eq!(signature.len(), 64);
+        let KeyMaterial::Ec(key) = &identity.keys[0].key else {
+            panic!("rotated to ES256")
+        };
+        let signature = p256::ecdsa::Signature::from_slice(&signature).unwrap();
+        let input = token.rsplit_once('.').unwrap().0;
+        key.verifying_key()
+            .verify(input.as_bytes(), &signature)
+            .unwrap();
+        let jwk = &identity.published_keys()[0];
+        assert_eq!(
+            (jwk["kty"].as_str(), jwk["crv"].as_str()),
+            (Some("EC"), Some("P-256"))
+        );
     }
 
     #[test]

@@ -50,7 +50,7 @@ pub async fn discovery(State(world): State<SharedWorld>) -> Response {
         "revocation_endpoint": format!("{issuer}/oauth/revoke"),
         "response_types_supported": ["code"],
         "subject_types_supported": ["public"],
-        "id_token_signing_alg_values_supported": ["RS256"],
+        "id_token_signing_alg_values_supported": ["RS256", "ES256"],
         "grant_types_supported": ["authorization_code", "refresh_token"],
         "code_challenge_methods_supported": ["S256"],
         "token_endpoint_auth_methods_supported": ["none", "client_secret_post", "client_secret_basic"],
@@ -696,16 +696,18 @@ async fn control_rotate(
 ) -> ControlResult {
     let params = query_params(raw)?;
     let control = crate::Control::from_world(world);
-    let kid = match params.get("retire") {
-        Some("1" | "true") => {
+    let failed = || bad_request("key generation failed");
+    let kid = match (params.get("retire"), params.get("alg")) {
+        (Some("1" | "true"), _) => {
             control.retire_old_signing_keys();
             None
         }
-        _ => Some(
-            control
-                .rotate_signing_key()
-                .ok_or_else(|| bad_request("key generation failed"))?,
-        ),
+        (_, Some(alg)) => {
+            let alg = crate::identity::SigningAlg::parse(alg)
+                .ok_or_else(|| bad_request("alg is RS256 or ES256"))?;
+            Some(control.rotate_signing_key_to(alg).ok_or_else(failed)?)
+        }
+        _ => Some(control.rotate_signing_key().ok_or_else(failed)?),
     };
     Ok(Json(json!({ "kid": kid })).into_response())
 }

@@ -29,7 +29,10 @@ async function openApp(page: Page, sub: string, mode: 'initiate' | 'legacy') {
   await page.goto(`${ws}/marketplace`);
   const name = mode === 'initiate' ? 'Open App for Acme Property Group' : 'Open App (legacy) for Acme Property Group';
   await page.getByRole('link', { name }).click();
-  await page.locator(`button[value="${sub}"]`).click();
+  // Signed in to the Workspace already (its session cookie), the app opens straight away;
+  // otherwise the Workspace's sign-in page comes first.
+  await page.waitForURL((url) => url.href.startsWith(app) || url.pathname === '/signin');
+  if (new URL(page.url()).pathname === '/signin') await page.locator(`button[value="${sub}"]`).click();
   await expect(page).toHaveURL(new RegExp(`^${app}/`));
 }
 

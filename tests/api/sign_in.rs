@@ -402,9 +402,19 @@ async fn users_are_kept_by_subject_never_by_email() {
     // Another person with the same (unverified) email: another user.
     signed_in(&app, "org_acme", "usr_eve").await;
     assert_eq!(users().await, 2);
-    // The same person after changing roles signs in again: still one user each.
-    signed_in(&app, "org_acme", "usr_ada").await;
+    // The same person, with a changed email, signs in again: still one user, the new email.
+    app.ws
+        .control
+        .set_email("usr_ada", "ada.okafor@acme.test")
+        .unwrap();
+    let admin = signed_in(&app, "org_acme", "usr_ada").await;
     assert_eq!(users().await, 2);
+    let page = get(&admin, &app, "/admin/users")
+        .await
+        .text()
+        .await
+        .unwrap();
+    assert!(page.contains("ada.okafor@acme.test"), "{page}");
     // A user in two organizations: one user, two memberships.
     install(&app, "org_harbor").await;
     signed_in(&app, "org_acme", "usr_bo").await;
@@ -540,4 +550,92 @@ async fn no_sign_in_secret_reaches_the_browser_or_the_database_in_clear() {
             );
         }
     }
+}
+
+#[tokio::test]
+async fn a_rotated_signing_key_is_fetched_once_and_an_unknown_one_is_refused() {
+    let app = sso_app().await;
+    install(&app, "org_acme").await;
+    signed_in(&app, "org_acme", "usr_milo").await;
+    let jwks_fetches = || {
+        app.ws
+            .control
+            .requests()
+            .iter()
+            .filter(|r| r.path.ends_with("/oauth/jwks"))
+            .count()
+    };
+    let before = jwks_fetches();
+    // The Workspace rotates its key: the app does not know the new kid and fetches the keys
+    // once more (not sooner than the refetch interval after the last fetch).
+    app.ws.control.rotate_signing_key().unwrap();
+    app.clock.advance(Duration::from_secs(11));
+    signed_in(&app, "org_acme", "usr_milo").await;
+    assert_eq!(jwks_fetches(), before + 1);
+    // A token signed with a key the Workspace does not publish: refused, and the keys are not
+    // fetched again within the interval.
+    app.ws.control.fail_next_id_token(IdTokenFault::UnknownKid);
+    let browser = app.new_browser();
+    let response = open_app(&app, &browser, "org_acme", "usr_milo", None).await;
+    assert_eq!(location(&response), "/login?reason=untrusted");
+    assert_eq!(jwks_fetches(), before + 1);
+}
+
+#[tokio::test]
+async fn a_failed_discovery_keeps_the_last_good_copy() {
+    let app = sso_app().await;
+    install(&app, "org_acme").await;
+    signed_in(&app, "org_acme", "usr_milo").await;
+    app.ws
+        .control
+        .set_metadata(qentrah_dev_workspace::MetadataVariant::NotFound);
+    // An hour on, on both clocks (the ID token's times are the Workspace's): the copy is stale,
+    // the fetch fails, and the last good copy still signs people in.
+    app.clock.advance(Duration::from_secs(3601));
+    app.ws.control.advance_clock(Duration::from_secs(3601));
+    signed_in(&app, "org_acme", "usr_ada").await;
+    let discoveries = app
+        .ws
+        .control
+        .requests()
+        .iter()
+        .filter(|r| r.path.ends_with("/openid-configuration"))
+        .map(|r| r.status)
+        .collect::<Vec<_>>();
+    assert_eq!(
+        discoveries,
+        vec![200, 404],
+        "fetched once, then tried again and failed"
+    );
+}
+
+#[tokio::test]
+async fn a_session_ends_after_session_absolute_secs_however_active() {
+    let app = sso_app().await;
+    install(&app, "org_acme").await;
+    let browser = signed_in(&app, "org_acme", "usr_milo").await;
+    // Active every three hours (each a re-check, and a refresh of the sign-in grant)...
+    for _ in 0..3 {
+        app.clock.advance(Duration::from_secs(3 * 3600));
+        assert_eq!(get(&browser, &app, "/").await.status(), 200);
+    }
+    // ...and still ended twelve hours after sign-in (SESSION_ABSOLUTE_SECS' default).
+    app.clock.advance(Duration::from_secs(3 * 3600 + 1));
+    let response = get(&browser, &app, "/").await;
+    assert_eq!(
+        location(&response),
+        "/login?reason=session_expired&return_to=%2F"
+    );
+}
+
+#[tokio::test]
+async fn an_es256_signing_key_signs_people_in_too() {
+    let app = sso_app().await;
+    install(&app, "org_acme").await;
+    app.ws
+        .control
+        .rotate_signing_key_to(qentrah_dev_workspace::identity::SigningAlg::ES256)
+        .unwrap();
+    app.ws.control.retire_old_signing_keys();
+    signed_in(&app, "org_acme", "usr_milo").await;
 }

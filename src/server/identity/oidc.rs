@@ -24,11 +24,14 @@ use crate::server::platform::http::read_capped;
 /// How long a discovery document (and its keys) is used before it is fetched again.
 pub const DISCOVERY_TTL: Duration = Duration::from_secs(3600);
 /// An unknown `kid` makes the keys be fetched again at most this often: a flood of tokens with
-/// made-up key ids must not become a flood of requests to the Workspace.
-pub const JWKS_REFETCH_INTERVAL: Duration = Duration::from_secs(60);
+/// made-up key ids must not become a flood of requests to the Workspace, and a sign-in right
+/// after a key rotation waits for at most this.
+pub const JWKS_REFETCH_INTERVAL: Duration = Duration::from_secs(10);
 /// How far in the future an `iat` may be (clocks differ a little; OIDC Core §3.1.3.7 step 10
 /// leaves the range to the client).
 pub const IAT_LEEWAY: Duration = Duration::from_secs(60);
+/// After a failed discovery fetch, the last good copy is used this long before another try.
+pub const DISCOVERY_RETRY: Duration = Duration::from_secs(60);
 /// UserInfo answers larger than this are refused rather than read.
 const MAX_USERINFO_BYTES: usize = 16 * 1024;
 
@@ -224,6 +227,8 @@ struct ProviderParts {
     http: reqwest::Client,
     clock: SharedClock,
     known: RwLock<Option<Arc<Discovered>>>,
+    /// When the last discovery fetch failed (a copy is kept: it is not tried again at once).
+    failed_at: RwLock<Option<SystemTime>>,
     /// One fetch at a time: concurrent sign-ins wait for it instead of each fetching.
     fetching: tokio::sync::Mutex<()>,
 }
@@ -254,6 +259,7 @@ impl OpenIdProvider {
             http,
             clock,
             known: RwLock::new(None),
+            failed_at: RwLock::new(None),
             fetching: tokio::sync::Mutex::new(()),
         })))
     }
@@ -284,9 +290,20 @@ impl OpenIdProvider {
     /// last good copy goes on being used.
     async fn discovered(&self) -> Result<Arc<Discovered>, DiscoveryError> {
         let now = self.0.clock.now();
+        let failed_recently = self
+            .0
+            .failed_at
+            .read()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .is_some_and(|at| {
+                now.duration_since(at)
+                    .is_ok_and(|since| since < DISCOVERY_RETRY)
+            });
         let fresh = |d: &Arc<Discovered>| {
-            now.duration_since(d.fetched_at)
-                .is_ok_and(|age| age < DISCOVERY_TTL)
+            failed_recently
+                || now
+                    .duration_since(d.fetched_at)
+                    .is_ok_and(|age| age < DISCOVERY_TTL)
         };
         if let Some(known) = self.cached().filter(fresh) {
             return Ok(known);
@@ -298,6 +315,11 @@ impl OpenIdProvider {
         match CoreProviderMetadata::discover_async(self.0.issuer.clone(), &self.0.http).await {
             Ok(metadata) => {
                 let now = self.0.clock.now();
+                *self
+                    .0
+                    .failed_at
+                    .write()
+                    .unwrap_or_else(std::sync::PoisonError::into_inner) = None;
                 Ok(self.store(Discovered {
                     jwks_uri: metadata.jwks_uri().clone(),
                     userinfo: metadata.userinfo_endpoint().map(|u| u.url().clone()),
@@ -308,6 +330,11 @@ impl OpenIdProvider {
             }
             Err(error) => {
                 let detail = crate::server::Causes(&error).to_string();
+                *self
+                    .0
+                    .failed_at
+                    .write()
+                    .unwrap_or_else(std::sync::PoisonError::into_inner) = Some(self.0.clock.now());
                 match self.cached() {
                     Some(known) => {
                         tracing::warn!(%detail, "OpenID discovery failed; using the last good copy");
@@ -417,7 +444,9 @@ impl OpenIdProvider {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use qentrah_dev_workspace::identity::{seeded_users, IdTokenClaims, IdTokenFault, Identity};
+    use qentrah_dev_workspace::identity::{
+        seeded_users, IdTokenClaims, IdTokenFault, Identity, SigningAlg,
+    };
 
     const ISSUER: &str = "http://127.0.0.1:3000";
     const NOW: u64 = 1_800_000_000;
@@ -460,14 +489,18 @@ mod tests {
     }
 
     #[test]
-    fn a_good_id_token_gives_its_subject() {
+    fn a_good_id_token_gives_its_subject_rs256_and_es256() {
         let mut identity = Identity::default();
-        assert_eq!(
-            check(&mut identity, None),
-            Ok(VerifiedIdToken {
-                subject: "usr_ada".to_owned()
-            })
-        );
+        for alg in [SigningAlg::RS256, SigningAlg::ES256] {
+            identity.rotate_to(alg).unwrap();
+            assert_eq!(
+                check(&mut identity, None),
+                Ok(VerifiedIdToken {
+                    subject: "usr_ada".to_owned()
+                }),
+                "{alg:?}"
+            );
+        }
     }
 
     /// One case per fault the dev Workspace can put into an ID token (OIDC Core §3.1.3.7).
@@ -494,13 +527,15 @@ mod tests {
         ];
         assert_eq!(table.len(), F::ALL.len(), "a fault without a case");
         let mut identity = Identity::default();
-        let wrong: Vec<String> = table
-            .into_iter()
-            .filter_map(|(fault, refusal)| {
+        let mut wrong: Vec<String> = Vec::new();
+        for alg in [SigningAlg::RS256, SigningAlg::ES256] {
+            identity.rotate_to(alg).unwrap();
+            wrong.extend(table.iter().filter_map(|&(fault, refusal)| {
                 let got = check(&mut identity, Some(fault));
-                (got != Err(refusal)).then(|| format!("{fault:?}: {got:?}, not {refusal:?}"))
-            })
-            .collect();
+                (got != Err(refusal))
+                    .then(|| format!("{alg:?} {fault:?}: {got:?}, not {refusal:?}"))
+            }));
+        }
         assert!(wrong.is_empty(), "{wrong:#?}");
     }
 
