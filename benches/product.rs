@@ -861,38 +861,17 @@ fn no_redirects() -> reqwest::Client {
         .unwrap()
 }
 
-/// "Open App" for `sub` in a new browser, link to signed-in page; returns how long it took.
-async fn open_app_once(app: &TestApp, ws_session: &str, sub: &str) -> Duration {
-    let link = app
-        .ws
-        .control
-        .open_app_link(
-            "org_acme",
-            qentrah_dev_workspace::oidc::OpenAppMode::Initiate,
-            sub,
-            None,
-        )
-        .unwrap();
+/// "Open App" for `sub` in a new browser, from the link to the signed-in page; returns the
+/// browser and how long it took.
+async fn open_app_once(app: &TestApp, sub: &str) -> (reqwest::Client, Duration) {
     let browser = app.new_browser();
-    let workspace = no_redirects();
     let started = Instant::now();
-    let start = browser.get(link).send().await.unwrap();
-    let callback = workspace
-        .get(start.headers()["location"].to_str().unwrap())
-        .header("cookie", format!("qws_session={ws_session}"))
-        .send()
-        .await
-        .unwrap();
-    let done = browser
-        .get(callback.headers()["location"].to_str().unwrap())
-        .send()
-        .await
-        .unwrap();
+    let done = app.open_app(&browser, "org_acme", sub, None).await;
     assert_eq!(done.headers()["location"], "/");
     let page = browser.get(app.url("/")).send().await.unwrap();
     assert_eq!(page.status(), 200);
     page.bytes().await.unwrap();
-    started.elapsed()
+    (browser, started.elapsed())
 }
 
 /// The Workspace round trips a sign-in needs, made directly: the authorization request (the
@@ -974,13 +953,13 @@ async fn open_app_latency(report: &mut Report) {
     }
     // Warm both (discovery and keys are fetched once, then cached).
     for _ in 0..2 {
-        open_app_once(&app, &ws_session, "usr_milo").await;
+        open_app_once(&app, "usr_milo").await;
         workspace_round_trips(&app, &client, &ws_session).await;
     }
     let (mut product, mut floor) = (Vec::new(), Vec::new());
     for _ in 0..20 {
         floor.push(workspace_round_trips(&app, &client, &ws_session).await);
-        product.push(open_app_once(&app, &ws_session, "usr_milo").await);
+        product.push(open_app_once(&app, "usr_milo").await.1);
     }
     let p50 = ratio(percentile(&mut product, 0.5), percentile(&mut floor, 0.5));
     report.add(
@@ -1014,57 +993,11 @@ async fn guard_cost(report: &mut Report) {
     connect.connect(&connect.client, "org_acme").await;
     let sso = spawn_app_with(sso_options()).await;
     install_for(&sso, "org_acme").await;
-    let admin_session = sso.ws.control.workspace_session("usr_ada").unwrap();
-    let admin = sso.new_browser();
-    let link = sso
-        .ws
-        .control
-        .open_app_link(
-            "org_acme",
-            qentrah_dev_workspace::oidc::OpenAppMode::Initiate,
-            "usr_ada",
-            None,
-        )
-        .unwrap();
-    let start = admin.get(link).send().await.unwrap();
-    let callback = no_redirects()
-        .get(start.headers()["location"].to_str().unwrap())
-        .header("cookie", format!("qws_session={admin_session}"))
-        .send()
-        .await
-        .unwrap();
-    admin
-        .get(callback.headers()["location"].to_str().unwrap())
-        .send()
-        .await
-        .unwrap();
+    let (admin, _) = open_app_once(&sso, "usr_ada").await;
     let authorize = sso.start_flow(&admin, None).await;
     let callback = sso.consent(&authorize, "org_acme", "approve").await;
     sso.finish(&admin, &callback).await;
-    let member_session = sso.ws.control.workspace_session("usr_milo").unwrap();
-    let member = sso.new_browser();
-    let link = sso
-        .ws
-        .control
-        .open_app_link(
-            "org_acme",
-            qentrah_dev_workspace::oidc::OpenAppMode::Initiate,
-            "usr_milo",
-            None,
-        )
-        .unwrap();
-    let start = member.get(link).send().await.unwrap();
-    let callback = no_redirects()
-        .get(start.headers()["location"].to_str().unwrap())
-        .header("cookie", format!("qws_session={member_session}"))
-        .send()
-        .await
-        .unwrap();
-    member
-        .get(callback.headers()["location"].to_str().unwrap())
-        .send()
-        .await
-        .unwrap();
+    let (member, _) = open_app_once(&sso, "usr_milo").await;
     let n = 150;
     let (mut guarded, mut plain) = (0.0, 0.0);
     for _ in 0..2 {

@@ -17,6 +17,54 @@ const ssoWorkspaceURL = `http://localhost:${ssoWorkspacePort}`;
 // The marketplace's webhook signing secret, the same on both sides (as .env.example has it).
 const webhookSecret = 'whsec_ZW5kLXRvLWVuZC1tYXJrZXRwbGFjZS1zaWduaW5nLWtleQ==';
 
+/** A dev Workspace on `port` whose clients and marketplace are registered for the app at `app`. */
+function workspaceServer(port: number, url: string, app: string) {
+  return {
+    command: workspaceBin,
+    url: `http://127.0.0.1:${port}/.well-known/oauth-authorization-server`,
+    reuseExistingServer: false,
+    timeout: 30_000,
+    stdout: 'ignore' as const,
+    stderr: 'pipe' as const,
+    env: {
+      DEV_WORKSPACE_URL: url,
+      DEV_WORKSPACE_ADDR: `127.0.0.1:${port}`,
+      PARTNER_APP_URL: app,
+      // Every secret the Workspace issues, for the leak tests: a file, never an HTTP endpoint.
+      DEV_WORKSPACE_SECRETS_FILE: '../target/e2e/issued-secrets.txt',
+      DEV_WORKSPACE_WEBHOOK_SECRET: webhookSecret,
+    },
+  };
+}
+
+/** The app on `port` against the Workspace at `workspace`, logging at the most verbose level into
+ * `target/e2e/{name}.log` (the leak tests read it), on a database of its own. */
+function appServer(port: number, url: string, workspace: string, name: string, extra: Record<string, string>) {
+  return {
+    command: `exec '${appBin}' >> target/e2e/${name}.log 2>&1`,
+    cwd: '..',
+    url: `http://127.0.0.1:${port}/healthz`,
+    reuseExistingServer: false,
+    timeout: 60_000,
+    stdout: 'ignore' as const,
+    stderr: 'pipe' as const,
+    env: {
+      PARTNER_APP_URL: url,
+      LEPTOS_SITE_ADDR: `127.0.0.1:${port}`,
+      DATABASE_URL: process.env[`E2E_${name.toUpperCase()}_DATABASE_URL`] ?? `sqlite://target/e2e/${name}.db`,
+      QENTRAH_WORKSPACE_API_URL: workspace,
+      QENTRAH_CLIENT_ID: 'partners_client_dev_public',
+      QENTRAH_CLIENT_SECRET: '',
+      SESSION_SECRET: 'end-to-end-test-session-secret-0123456789',
+      RUST_LOG: 'trace',
+      QENTRAH_WEBHOOK_SECRETS: webhookSecret,
+      // The suite runs dozens of flows from one address within a minute.
+      AUTH_RATE_LIMIT_PER_MINUTE: '10000',
+      ...extra,
+    },
+  };
+}
+
 export default defineConfig({
   testDir: './tests',
   timeout: 30_000,
@@ -54,82 +102,9 @@ export default defineConfig({
     { name: 'no-js', use: { javaScriptEnabled: false } },
   ],
   webServer: [
-    {
-      // The dev Workspace, registered for this app's callback.
-      command: workspaceBin,
-      url: `http://127.0.0.1:${workspacePort}/.well-known/oauth-authorization-server`,
-      reuseExistingServer: false,
-      timeout: 30_000,
-      stdout: 'ignore',
-      stderr: 'pipe',
-      env: {
-        DEV_WORKSPACE_URL: workspaceURL,
-        DEV_WORKSPACE_ADDR: `127.0.0.1:${workspacePort}`,
-        PARTNER_APP_URL: baseURL,
-        // Every secret the Workspace issues, for the leak test: a file, never an HTTP endpoint.
-        DEV_WORKSPACE_SECRETS_FILE: '../target/e2e/issued-secrets.txt',
-        DEV_WORKSPACE_WEBHOOK_SECRET: webhookSecret,
-      },
-    },
-    {
-    // Logs at the most verbose level into a file the leak test reads.
-    command: `exec '${appBin}' >> target/e2e/app.log 2>&1`,
-    cwd: '..',
-    url: `http://127.0.0.1:${port}/healthz`,
-    reuseExistingServer: false,
-    timeout: 60_000,
-    stdout: 'ignore',
-    stderr: 'pipe',
-    env: {
-      PARTNER_APP_URL: baseURL,
-      LEPTOS_SITE_ADDR: `127.0.0.1:${port}`,
-      DATABASE_URL: process.env.E2E_DATABASE_URL ?? 'sqlite://target/e2e/app.db',
-      QENTRAH_WORKSPACE_API_URL: workspaceURL,
-      QENTRAH_CLIENT_ID: 'partners_client_dev_public',
-      QENTRAH_CLIENT_SECRET: '',
-      SESSION_SECRET: 'end-to-end-test-session-secret-0123456789',
-      RUST_LOG: 'trace',
-      QENTRAH_WEBHOOK_SECRETS: webhookSecret,
-      // The suite runs dozens of flows from one address within a minute.
-      AUTH_RATE_LIMIT_PER_MINUTE: '10000',
-    },
-  },
-  {
-    command: workspaceBin,
-    url: `http://127.0.0.1:${ssoWorkspacePort}/.well-known/openid-configuration`,
-    reuseExistingServer: false,
-    timeout: 30_000,
-    stdout: 'ignore',
-    stderr: 'pipe',
-    env: {
-      DEV_WORKSPACE_URL: ssoWorkspaceURL,
-      DEV_WORKSPACE_ADDR: `127.0.0.1:${ssoWorkspacePort}`,
-      PARTNER_APP_URL: ssoURL,
-      DEV_WORKSPACE_SECRETS_FILE: '../target/e2e/issued-secrets.txt',
-      DEV_WORKSPACE_WEBHOOK_SECRET: webhookSecret,
-    },
-  },
-  {
-    command: `exec '${appBin}' >> target/e2e/sso.log 2>&1`,
-    cwd: '..',
-    url: `http://127.0.0.1:${ssoPort}/healthz`,
-    reuseExistingServer: false,
-    timeout: 60_000,
-    stdout: 'ignore',
-    stderr: 'pipe',
-    env: {
-      AUTH_MODE: 'sso',
-      PARTNER_APP_URL: ssoURL,
-      LEPTOS_SITE_ADDR: `127.0.0.1:${ssoPort}`,
-      DATABASE_URL: process.env.E2E_SSO_DATABASE_URL ?? 'sqlite://target/e2e/sso.db',
-      QENTRAH_WORKSPACE_API_URL: ssoWorkspaceURL,
-      QENTRAH_CLIENT_ID: 'partners_client_dev_public',
-      QENTRAH_CLIENT_SECRET: '',
-      SESSION_SECRET: 'end-to-end-test-session-secret-0123456789',
-      RUST_LOG: 'trace',
-      QENTRAH_WEBHOOK_SECRETS: webhookSecret,
-      AUTH_RATE_LIMIT_PER_MINUTE: '10000',
-    },
-  },
+    workspaceServer(workspacePort, workspaceURL, baseURL),
+    appServer(port, baseURL, workspaceURL, 'app', {}),
+    workspaceServer(ssoWorkspacePort, ssoWorkspaceURL, ssoURL),
+    appServer(ssoPort, ssoURL, ssoWorkspaceURL, 'sso', { AUTH_MODE: 'sso' }),
   ],
 });

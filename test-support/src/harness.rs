@@ -329,6 +329,51 @@ impl TestApp {
         location(&response)
     }
 
+    /// At the Workspace, as `sub` (signed in there with its own session cookie): follows an
+    /// authorization request; returns the callback URL the Workspace sends the browser to.
+    pub async fn approve_as(&self, sub: &str, authorize_url: &str) -> String {
+        let session = self.ws.control.workspace_session(sub).unwrap();
+        let response = reqwest::Client::builder()
+            .redirect(reqwest::redirect::Policy::none())
+            .build()
+            .unwrap()
+            .get(authorize_url)
+            .header("cookie", format!("qws_session={session}"))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(response.status(), 303, "{authorize_url}");
+        location(&response)
+    }
+
+    /// "Open App" (`AUTH_MODE=sso`, the initiate shape) for `sub` in `browser`: the app's
+    /// `/auth/login`, the Workspace approving its signed-in user, the callback; returns the
+    /// callback's answer.
+    pub async fn open_app(
+        &self,
+        browser: &reqwest::Client,
+        organization_id: &str,
+        sub: &str,
+        target: Option<&str>,
+    ) -> reqwest::Response {
+        let link = self
+            .ws
+            .control
+            .open_app_link(
+                organization_id,
+                qentrah_dev_workspace::oidc::OpenAppMode::Initiate,
+                sub,
+                target,
+            )
+            .unwrap();
+        let response = browser.get(link).send().await.unwrap();
+        assert_eq!(response.status(), 303);
+        let authorize = location(&response);
+        assert!(authorize.starts_with(&self.ws.base_url), "{authorize}");
+        let callback = self.approve_as(sub, &authorize).await;
+        browser.get(callback).send().await.unwrap()
+    }
+
     /// Calls a server function; returns its status and JSON body.
     pub async fn server_fn(&self, browser: &reqwest::Client, name: &str) -> (u16, Value) {
         self.server_fn_with(browser, name, &[]).await

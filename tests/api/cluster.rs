@@ -532,18 +532,9 @@ async fn a_sign_in_moves_between_instances_and_a_recheck_runs_once() {
         )
         .unwrap();
     let start = app.client.get(link).send().await.unwrap();
-    let session = app.ws.control.workspace_session("usr_ada").unwrap();
-    let callback = reqwest::Client::builder()
-        .redirect(reqwest::redirect::Policy::none())
-        .build()
-        .unwrap()
-        .get(location(&start))
-        .header("cookie", format!("qws_session={session}"))
-        .send()
-        .await
-        .unwrap();
+    let callback = app.approve_as("usr_ada", &location(&start)).await;
     lb.pin(1);
-    let done = app.client.get(location(&callback)).send().await.unwrap();
+    let done = app.client.get(callback).send().await.unwrap();
     assert_eq!(location(&done), "/");
 
     lb.round_robin();

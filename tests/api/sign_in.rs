@@ -22,14 +22,6 @@ async fn sso_app() -> TestApp {
     .await
 }
 
-/// A client for the Workspace's pages (no cookies of its own; the session is passed in).
-fn workspace_browser() -> reqwest::Client {
-    reqwest::Client::builder()
-        .redirect(reqwest::redirect::Policy::none())
-        .build()
-        .unwrap()
-}
-
 fn token_requests(app: &TestApp) -> usize {
     app.ws
         .control
@@ -39,45 +31,10 @@ fn token_requests(app: &TestApp) -> usize {
         .count()
 }
 
-/// At the Workspace, as `sub` (signed in there): follows the authorization request; returns
-/// the callback URL it sends the browser to.
-async fn approve_as(app: &TestApp, sub: &str, authorize_url: &str) -> String {
-    let session = app.ws.control.workspace_session(sub).unwrap();
-    let response = workspace_browser()
-        .get(authorize_url)
-        .header("cookie", format!("qws_session={session}"))
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(response.status(), 303, "{authorize_url}");
-    location(&response)
-}
-
-/// "Open App" (initiate) for `sub` in `browser`: returns the sign-in callback's answer.
-async fn open_app(
-    app: &TestApp,
-    browser: &reqwest::Client,
-    organization_id: &str,
-    sub: &str,
-    target: Option<&str>,
-) -> reqwest::Response {
-    let link = app
-        .ws
-        .control
-        .open_app_link(organization_id, OpenAppMode::Initiate, sub, target)
-        .unwrap();
-    let response = browser.get(link).send().await.unwrap();
-    assert_eq!(response.status(), 303);
-    let authorize = location(&response);
-    assert!(authorize.starts_with(&app.ws.base_url), "{authorize}");
-    let callback = approve_as(app, sub, &authorize).await;
-    browser.get(callback).send().await.unwrap()
-}
-
 /// Signs `sub` in with a new browser; returns the browser.
 async fn signed_in(app: &TestApp, organization_id: &str, sub: &str) -> reqwest::Client {
     let browser = app.new_browser();
-    let response = open_app(app, &browser, organization_id, sub, None).await;
+    let response = app.open_app(&browser, organization_id, sub, None).await;
     assert_eq!(response.status(), 303);
     assert_eq!(location(&response), "/");
     browser
@@ -114,7 +71,7 @@ async fn open_app_signs_in_at_the_target_with_a_new_session_id() {
     assert_eq!(query["code_challenge_method"], "S256");
     assert_eq!(query["login_hint"], "milo@acme.test");
     assert!(query.contains_key("nonce") && !query.contains_key("resource"));
-    let callback = approve_as(&app, "usr_milo", &authorize).await;
+    let callback = app.approve_as("usr_milo", &authorize).await;
     let done = browser.get(callback).send().await.unwrap();
     assert_eq!(done.status(), 303);
     assert_eq!(location(&done), "/clients?q=1");
@@ -176,7 +133,7 @@ async fn the_legacy_open_app_is_bounced_without_using_its_code_and_only_once() {
     );
     // The proper flow it starts signs the Workspace's signed-in user straight through.
     let start = browser.get(app.url(&to)).send().await.unwrap();
-    let callback = approve_as(&app, "usr_milo", &location(&start)).await;
+    let callback = app.approve_as("usr_milo", &location(&start)).await;
     let done = browser.get(callback).send().await.unwrap();
     assert_eq!(location(&done), "/");
     assert_eq!(get(&browser, &app, "/").await.status(), 200);
@@ -202,7 +159,7 @@ async fn an_attackers_callback_in_another_browser_signs_nobody_in() {
         .open_app_link("1001", OpenAppMode::Initiate, "usr_mallory", None)
         .unwrap();
     let start = attacker.get(link).send().await.unwrap();
-    let callback = approve_as(&app, "usr_mallory", &location(&start)).await;
+    let callback = app.approve_as("usr_mallory", &location(&start)).await;
     // The victim's browser is made to load it.
     let victim = app.new_browser();
     let tokens_before = token_requests(&app);
@@ -221,7 +178,7 @@ async fn an_id_token_for_another_organizations_client_is_refused() {
         .control
         .fail_next_id_token(IdTokenFault::OtherClientAud);
     let browser = app.new_browser();
-    let response = open_app(&app, &browser, "org_acme", "usr_milo", None).await;
+    let response = app.open_app(&browser, "org_acme", "usr_milo", None).await;
     assert_eq!(location(&response), "/login?reason=untrusted");
     assert_eq!(get(&browser, &app, "/").await.status(), 303);
 }
@@ -342,7 +299,7 @@ async fn sign_out_needs_a_same_origin_post_and_leaves_the_old_cookie_worthless()
     let app = sso_app().await;
     install(&app, "org_acme").await;
     let browser = app.new_browser();
-    let signed = open_app(&app, &browser, "org_acme", "usr_milo", None).await;
+    let signed = app.open_app(&browser, "org_acme", "usr_milo", None).await;
     let cookie = signed.headers()["set-cookie"]
         .to_str()
         .unwrap()
@@ -427,7 +384,7 @@ async fn a_role_the_map_does_not_know_gets_no_access_and_a_page_naming_it() {
     let app = sso_app().await;
     install(&app, "org_acme").await;
     let browser = app.new_browser();
-    let response = open_app(&app, &browser, "org_acme", "usr_gus", None).await;
+    let response = app.open_app(&browser, "org_acme", "usr_gus", None).await;
     assert_eq!(response.status(), 403);
     assert!(response.text().await.unwrap().contains("“billing”"));
     assert_eq!(get(&browser, &app, "/").await.status(), 303);
@@ -508,7 +465,7 @@ async fn no_sign_in_secret_reaches_the_browser_or_the_database_in_clear() {
         .map(|v| v.to_str().unwrap())
         .collect();
     seen.push(cookies.join("; "));
-    let callback = approve_as(&app, "usr_ada", &location(&start)).await;
+    let callback = app.approve_as("usr_ada", &location(&start)).await;
     let done = browser.get(callback).send().await.unwrap();
     seen.push(format!("{:?}", done.headers()));
     // The legacy shape too (its code is never redeemed), then pages, a re-check that refreshes
@@ -576,7 +533,7 @@ async fn a_rotated_signing_key_is_fetched_once_and_an_unknown_one_is_refused() {
     // fetched again within the interval.
     app.ws.control.fail_next_id_token(IdTokenFault::UnknownKid);
     let browser = app.new_browser();
-    let response = open_app(&app, &browser, "org_acme", "usr_milo", None).await;
+    let response = app.open_app(&browser, "org_acme", "usr_milo", None).await;
     assert_eq!(location(&response), "/login?reason=untrusted");
     assert_eq!(jwks_fetches(), before + 1);
 }
