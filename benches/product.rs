@@ -998,17 +998,27 @@ async fn guard_cost(report: &mut Report) {
     let callback = sso.consent(&authorize, "org_acme", "approve").await;
     sso.finish(&admin, &callback).await;
     let (member, _) = open_app_once(&sso, "usr_milo").await;
-    let n = 150;
-    let (mut guarded, mut plain) = (0.0, 0.0);
-    for _ in 0..2 {
-        page_rate(&connect, &connect.client, "/organization", 20).await;
-        plain += page_rate(&connect, &connect.client, "/organization", n).await;
-        page_rate(&sso, &member, "/organization", 20).await;
-        guarded += page_rate(&sso, &member, "/organization", n).await;
+    // Interleaved short batches, the median of their ratios: drift and a neighbour's burst hit
+    // one batch pair, not the figure.
+    page_rate(&connect, &connect.client, "/organization", 30).await;
+    page_rate(&sso, &member, "/organization", 30).await;
+    let (mut ratios, mut plain, mut guarded) = (Vec::new(), 0.0, 0.0);
+    for _ in 0..31 {
+        let p = page_rate(&connect, &connect.client, "/organization", 30).await;
+        let g = page_rate(&sso, &member, "/organization", 30).await;
+        ratios.push(p / g);
+        plain += p / 31.0;
+        guarded += g / 31.0;
     }
-    let cost = plain / guarded;
+    ratios.sort_by(f64::total_cmp);
+    let cost = ratios[ratios.len() / 2];
+    report.explain(
+        "  pages per second, connect mode and sso (means)",
+        format!("{plain:.0} / {guarded:.0}"),
+        "one keep-alive client each",
+    );
     report.add(
-        "member page, sso (guard, no re-check due) ÷ connect mode",
+        "member page, sso (guard, no re-check due) ÷ connect mode, median of 31",
         format!("{cost:.3}×"),
         "≤ 1.05×",
         cost <= 1.05,

@@ -5,11 +5,12 @@ test.beforeEach(async ({ request }) => {
   await control(request, 'reset');
 });
 
-/** The app's admin page, reloaded until `text` shows in Harbor's row (deliveries are async). */
-async function expectInstallation(page: Page, text: RegExp): Promise<void> {
+/** The app's admin page, reloaded until `text` shows in the row of `clientId` (deliveries are
+ * async; earlier specs' installations of Harbor may be listed too, in the same second). */
+async function expectInstallation(page: Page, clientId: string, text: RegExp): Promise<void> {
   await expect(async () => {
     await page.goto('/admin/installations');
-    const rows = page.getByRole('row').filter({ hasText: 'org_harbor' });
+    const rows = page.getByRole('row').filter({ hasText: clientId });
     await expect(rows.first()).toContainText(text, { timeout: 500 });
   }).toPass({ timeout: 10_000 });
 }
@@ -21,8 +22,11 @@ test('the marketplace installs and uninstalls, and the app follows', async ({ pa
   await page.goto(`${workspaceURL}/marketplace`);
   await expect(page.getByRole('heading', { name: 'Marketplace' })).toBeVisible();
   await page.getByRole('button', { name: 'Install for Harbor & Pine Estates' }).click();
-  await expect(page.getByRole('row').filter({ hasText: 'org_harbor' }).first()).toContainText('Installed');
-  await expectInstallation(page, /active/);
+  const installed = page.getByRole('row').filter({ hasText: 'org_harbor' }).first();
+  await expect(installed).toContainText('Installed');
+  const clientId = (await installed.locator('code').nth(1).textContent()) ?? '';
+  expect(clientId).toMatch(/^app_/);
+  await expectInstallation(page, clientId, /active/);
 
   // Connect that organization with its installation's client.
   await page.goto('/api/auth/qentrah/start?organization_id=org_harbor');
@@ -34,7 +38,7 @@ test('the marketplace installs and uninstalls, and the app follows', async ({ pa
   await page.goto(`${workspaceURL}/marketplace`);
   await page.getByRole('button', { name: 'Uninstall for Harbor & Pine Estates' }).click();
   await expect(page.getByRole('row').filter({ hasText: 'org_harbor' }).first()).toContainText('Not installed');
-  await expectInstallation(page, /uninstalled.*done/);
+  await expectInstallation(page, clientId, /uninstalled.*done/);
 
   // The purge ended this browser's session with that organization's connection.
   await page.goto('/connection');

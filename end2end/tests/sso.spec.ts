@@ -82,6 +82,7 @@ test('the legacy Open App is bounced to a proper sign-in; an admin sees the user
 test('every /login state says what happened', async ({ page }, testInfo) => {
   const reasons: Record<string, string> = {
     cancelled: 'Sign-in was cancelled.',
+    failed: 'Sign-in did not complete.',
     invalid_state: 'This sign-in link was not started from this browser',
     untrusted: 'could not be verified',
     unavailable: 'could not be reached',

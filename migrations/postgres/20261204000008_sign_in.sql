@@ -32,9 +32,9 @@ CREATE TABLE memberships (
 CREATE INDEX memberships_organization ON memberships (organization_id);
 
 -- One row per signed-in browser session: the index beside tower-sessions' opaque record (the
--- session holds only this row's id), so an uninstall or a removed user finds and ends sessions
--- by user and organization; and the sign-in grant, sealed like a connection's tokens (the
--- session never holds a token). Deleting the row signs the session out.
+-- session keeps who signed in, never a token; `session_id` names the record), so an uninstall
+-- or a removed user finds and ends sessions by user and organization; and the sign-in grant,
+-- sealed like a connection's tokens. Ending a sign-in deletes the row and its session record.
 CREATE TABLE sign_ins (
     id TEXT PRIMARY KEY NOT NULL,
     user_id TEXT NOT NULL REFERENCES users (id),
@@ -57,6 +57,10 @@ CREATE TABLE sign_ins (
     unanswered_since BIGINT,
     -- One re-check at a time across instances: the instance whose lease this is does it.
     check_leased_until BIGINT,
+    -- The tower-sessions record that holds this sign-in (written on the session's first request
+    -- after sign-in): ending the sign-in deletes that record too, so the session is signed out
+    -- on every instance at once.
+    session_id TEXT,
     generation BIGINT NOT NULL DEFAULT 1
 );
 CREATE INDEX sign_ins_user ON sign_ins (user_id);

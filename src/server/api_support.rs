@@ -107,18 +107,8 @@ async fn connection_access(state: &AppState) -> Result<ConnectionAccess, AppErro
             &user.organization_id,
             provider.resource_key(),
         );
-        let info = state
-            .connections
-            .tokens()
-            .store()
-            .info(&key)
-            .await
-            .map_err(|error| AppError::internal("reading the connection", &error))?
-            .ok_or(AppError::NotConnected)?;
-        return Ok(scope.access(&Binding {
-            key,
-            grant_id: info.grant_id,
-        }));
+        // No row yet reads as NotConnected where the connection is first used.
+        return Ok(scope.access(&Binding::organization_wide(key)));
     }
     let session = session().await?;
     let binding = session

@@ -596,3 +596,37 @@ async fn an_es256_signing_key_signs_people_in_too() {
     app.ws.control.retire_old_signing_keys();
     signed_in(&app, "org_acme", "usr_milo").await;
 }
+
+#[tokio::test]
+async fn a_userinfo_answer_that_does_not_match_signs_nobody_in() {
+    use qentrah_dev_workspace::identity::UserInfoFault;
+    let app = sso_app().await;
+    install(&app, "org_acme").await;
+    for (fault, reason) in [
+        (UserInfoFault::SubMismatch, "untrusted"),
+        (UserInfoFault::OrganizationMismatch, "untrusted"),
+        (UserInfoFault::MissingOrganization, "untrusted"),
+        (UserInfoFault::Status { status: 503 }, "unavailable"),
+        (UserInfoFault::Status { status: 401 }, "untrusted"),
+    ] {
+        app.ws.control.fail_next_userinfo(fault.clone());
+        let browser = app.new_browser();
+        let response = app.open_app(&browser, "org_acme", "usr_milo", None).await;
+        assert_eq!(
+            location(&response),
+            format!("/login?reason={reason}"),
+            "{fault:?}"
+        );
+        assert_eq!(get(&browser, &app, "/").await.status(), 303, "{fault:?}");
+    }
+    // A role the Workspace answers that the map does not know: no access, the role named.
+    app.ws.control.fail_next_userinfo(UserInfoFault::Role {
+        role: "<b>auditor</b>".to_owned(),
+    });
+    let response = app
+        .open_app(&app.new_browser(), "org_acme", "usr_milo", None)
+        .await;
+    assert_eq!(response.status(), 403);
+    let page = response.text().await.unwrap();
+    assert!(page.contains("&lt;b&gt;auditor&lt;/b&gt;"), "{page}");
+}

@@ -118,9 +118,22 @@ pub struct Binding {
 }
 
 impl Binding {
+    /// The grant id of an organization-wide binding ([`Binding::organization_wide`]); grant ids
+    /// are random tokens, never this.
+    const ANY_GRANT: &'static str = "*";
+
+    /// `AUTH_MODE=sso`: the organization's connection, whichever grant it holds now (it serves
+    /// every member of the organization, whoever authorized it).
+    pub fn organization_wide(key: ConnectionKey) -> Self {
+        Self {
+            key,
+            grant_id: Self::ANY_GRANT.to_owned(),
+        }
+    }
+
     /// Whether the row's facts belong to this session's grant.
     pub fn holds(&self, info: &ConnectionInfo) -> bool {
-        info.grant_id == self.grant_id
+        self.grant_id == Self::ANY_GRANT || info.grant_id == self.grant_id
     }
 }
 

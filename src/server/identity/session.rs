@@ -9,6 +9,7 @@ use tower_sessions::{Expiry, SessionManagerLayer};
 use tower_sessions_sqlx_store::{PostgresStore, SqliteStore};
 
 use crate::server::connections::{Binding, ConnectionKey};
+use crate::server::identity::users::SignedInUser;
 use crate::server::ids::{OrganizationId, ProviderId};
 use crate::server::platform::config::{PartnerAppUrl, SessionSecret};
 use crate::server::platform::db::Db;
@@ -84,6 +85,13 @@ struct SessionConnection {
     /// Absent in sessions from before grants had ids; those match only rows from then too.
     #[serde(default)]
     grant_id: String,
+}
+
+/// A session's sign-in, as the session keeps it.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct SessionSignIn {
+    pub user: SignedInUser,
+    pub indexed: bool,
 }
 
 /// The session store failed (its database, or a value that no longer decodes).
@@ -195,17 +203,41 @@ impl BrowserSession {
     }
 
     /// Signs this browser in (`AUTH_MODE=sso`) under a fresh session id (session fixation:
-    /// an id planted before sign-in is worthless after it). The session keeps only the
-    /// sign-in's id; who it is and the grant live in the `sign_ins` row.
-    pub async fn bind_sign_in(&self, sign_in_id: &str) -> Result<(), SessionError> {
+    /// an id planted before sign-in is worthless after it). The session keeps who signed in
+    /// (no token: the grant is sealed in the `sign_ins` row), so the guard reads nothing else
+    /// while no re-check is due.
+    pub async fn bind_sign_in(&self, user: &SignedInUser) -> Result<(), SessionError> {
         self.0.cycle_id().await?;
-        self.0.insert(SIGN_IN, sign_in_id).await?;
+        self.store_sign_in(user, false).await
+    }
+
+    /// Keeps `user` as this session's sign-in; `indexed`: the `sign_ins` row names this session
+    /// record (done on the first request after sign-in, when the record has its id).
+    pub async fn store_sign_in(
+        &self,
+        user: &SignedInUser,
+        indexed: bool,
+    ) -> Result<(), SessionError> {
+        self.0
+            .insert(
+                SIGN_IN,
+                SessionSignIn {
+                    user: user.clone(),
+                    indexed,
+                },
+            )
+            .await?;
         Ok(())
     }
 
-    /// The sign-in this session names, if any (its row may since have been ended).
-    pub async fn sign_in_id(&self) -> Result<Option<String>, SessionError> {
-        Ok(self.0.get::<String>(SIGN_IN).await?)
+    /// This session's sign-in, if any.
+    pub async fn sign_in(&self) -> Result<Option<SessionSignIn>, SessionError> {
+        Ok(self.0.get::<SessionSignIn>(SIGN_IN).await?)
+    }
+
+    /// The session record's id, once it has one (it is saved with the response).
+    pub fn record_id(&self) -> Option<String> {
+        self.0.id().map(|id| id.to_string())
     }
 
     /// Ends the session altogether: its record is deleted and the cookie cleared, so the old

@@ -24,8 +24,9 @@ pub enum UserStoreError {
 
 crate::server::debug_with_causes!(UserStoreError);
 
-/// Who a signed-in session is, as the guard and the pages see it (no token).
-#[derive(Debug, Clone, PartialEq, Eq)]
+/// Who a signed-in session is, as the guard and the pages see it (no token). Kept in the
+/// session record too, so a request with no re-check due reads nothing else.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct SignedInUser {
     pub sign_in_id: String,
     pub user_id: String,
@@ -127,6 +128,32 @@ struct GrantRow {
     refresh_token: Option<Vec<u8>>,
     access_expires_at: i64,
     generation: i64,
+}
+
+/// Deletes the sign-ins matching `condition` (over `values`, bound in order) and the session
+/// records that hold them; returns how many sign-ins ended.
+async fn end_where(db: &Db, condition: &str, values: &[&str]) -> Result<u64, UserStoreError> {
+    let sessions: Vec<Option<String>> = on_pool!(db, pool => {
+        let sql = format!("DELETE FROM sign_ins WHERE {condition} RETURNING session_id");
+        let mut query = sqlx::query_scalar(&sql);
+        for value in values {
+            query = query.bind(*value);
+        }
+        query.fetch_all(pool).await?
+    });
+    let table = match db {
+        Db::Sqlite(_) => "tower_sessions",
+        Db::Postgres(_) => "tower_sessions.session",
+    };
+    for session in sessions.iter().flatten() {
+        on_pool!(db, pool => {
+            sqlx::query(&format!("DELETE FROM {table} WHERE id = $1"))
+                .bind(session)
+                .execute(pool)
+                .await?;
+        });
+    }
+    Ok(sessions.len() as u64)
 }
 
 #[derive(Debug, Clone)]
@@ -462,30 +489,27 @@ impl UserStore {
         }) == 1)
     }
 
-    /// Ends a sign-in (sign-out, or a re-check that found the user gone): its row goes, so the
-    /// session that names it is signed out wherever it is used next.
-    pub async fn end(&self, sign_in_id: &str) -> Result<bool, UserStoreError> {
+    /// Records the session record that holds a sign-in (the index purges use); `false`: the
+    /// sign-in has ended meanwhile.
+    pub async fn index_session(
+        &self,
+        sign_in_id: &str,
+        session_id: &str,
+    ) -> Result<bool, UserStoreError> {
         Ok(on_pool!(&self.db, pool => {
-            sqlx::query("DELETE FROM sign_ins WHERE id = $1")
+            sqlx::query("UPDATE sign_ins SET session_id = $1 WHERE id = $2")
+                .bind(session_id)
                 .bind(sign_in_id)
                 .execute(pool)
                 .await?
                 .rows_affected()
-        }) > 0)
+        }) == 1)
     }
 
-    /// Ends every sign-in into an organization (its installation was uninstalled).
-    pub async fn end_for_organization(
-        &self,
-        organization_id: &OrganizationId,
-    ) -> Result<u64, UserStoreError> {
-        Ok(on_pool!(&self.db, pool => {
-            sqlx::query("DELETE FROM sign_ins WHERE organization_id = $1")
-                .bind(organization_id.as_str())
-                .execute(pool)
-                .await?
-                .rows_affected()
-        }))
+    /// Ends a sign-in (sign-out, or a re-check that found the user gone): its row goes, and
+    /// the session record that holds it.
+    pub async fn end(&self, sign_in_id: &str) -> Result<bool, UserStoreError> {
+        Ok(end_where(&self.db, "id = $1", &[sign_in_id]).await? > 0)
     }
 
     /// Ends the sign-ins into an organization made with an installation's client (the
@@ -495,14 +519,12 @@ impl UserStore {
         organization_id: &OrganizationId,
         client_id: &str,
     ) -> Result<u64, UserStoreError> {
-        Ok(on_pool!(db, pool => {
-            sqlx::query("DELETE FROM sign_ins WHERE organization_id = $1 AND client_id = $2")
-                .bind(organization_id.as_str())
-                .bind(client_id)
-                .execute(pool)
-                .await?
-                .rows_affected()
-        }))
+        end_where(
+            db,
+            "organization_id = $1 AND client_id = $2",
+            &[organization_id.as_str(), client_id],
+        )
+        .await
     }
 
     /// The organization's users who ever signed in, for `/admin/users`.

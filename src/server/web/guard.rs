@@ -173,49 +173,70 @@ pub async fn require_sign_in(
 }
 
 /// The session's signed-in user, re-checked if due; `Ok(Err(reason))`: signed out (the
-/// session is ended); `Err(())`: our own store failed.
+/// session is ended); `Err(())`: our own store failed. With no re-check due and the session
+/// indexed, nothing but the session (already loaded) is read.
 async fn current_user(
     state: &AppState,
     session: &BrowserSession,
     now: SystemTime,
 ) -> Result<Result<SignedInUser, SignInFailure>, ()> {
-    let sign_in_id = session.sign_in_id().await.map_err(|error| {
+    let stored = session.sign_in().await.map_err(|error| {
         tracing::error!(error = ?error, "session unavailable");
     })?;
-    let Some(sign_in_id) = sign_in_id else {
+    let Some(stored) = stored else {
         return Ok(Err(SignInFailure::LoginRequired));
     };
-    let user = state.users.signed_in(&sign_in_id).await.map_err(|error| {
-        tracing::error!(error = ?error, "user store unavailable");
-    })?;
-    let Some(user) = user else {
-        // Ended elsewhere (signed out, removed, uninstalled): this session is worthless.
-        let _ = session.end().await;
-        return Ok(Err(SignInFailure::LoginRequired));
-    };
+    let user = stored.user;
     let now_unix = to_unix(now);
     if now_unix >= user.ends_at {
         end(state, session, &user).await;
         return Ok(Err(SignInFailure::SessionExpired));
     }
+    // The first request after sign-in: the sign-in row learns which session record holds it
+    // (the index an uninstall or a removal uses to end it everywhere at once).
+    if !stored.indexed {
+        if let Some(record) = session.record_id() {
+            let indexed = state
+                .users
+                .index_session(&user.sign_in_id, &record)
+                .await
+                .map_err(|error| tracing::error!(error = ?error, "user store unavailable"))?;
+            if !indexed {
+                // Ended meanwhile (uninstalled, say) before this session was indexed.
+                let _ = session.end().await;
+                return Ok(Err(SignInFailure::LoginRequired));
+            }
+            let _ = session.store_sign_in(&user, true).await;
+        }
+    }
     let interval = i64::try_from(state.config.sign_in.revalidate.as_secs()).unwrap_or(i64::MAX);
     if now_unix.saturating_sub(user.checked_at) < interval {
         return Ok(Ok(user));
     }
-    match recheck(state, &user, now).await {
+    let outcome = recheck(state, &user, now).await;
+    match outcome {
         Recheck::Confirmed(role, workspace_role) => {
             let _ = state
                 .users
                 .record_check(&user, &workspace_role, role, now)
                 .await;
-            Ok(Ok(SignedInUser {
+            let user = SignedInUser {
                 role,
                 workspace_role,
                 checked_at: now_unix,
                 unanswered_since: None,
                 ..user
-            }))
+            };
+            let _ = session.store_sign_in(&user, true).await;
+            Ok(Ok(user))
         }
+        // Another instance re-checked (or is re-checking) this very session: its result, once
+        // it has one, is the row's.
+        Recheck::ElsewhereInProgress(Some(row)) => {
+            let _ = session.store_sign_in(&row, true).await;
+            Ok(Ok(*row))
+        }
+        Recheck::ElsewhereInProgress(None) => Ok(Ok(user)),
         Recheck::Gone(reason) => {
             tracing::info!(reason = reason.as_str(), "a re-check signed the user out");
             end(state, session, &user).await;
@@ -233,10 +254,13 @@ async fn current_user(
                 return Ok(Err(SignInFailure::RecheckFailed));
             }
             let _ = state.users.record_unanswered(&user.sign_in_id, now).await;
+            let user = SignedInUser {
+                unanswered_since: Some(since),
+                ..user
+            };
+            let _ = session.store_sign_in(&user, true).await;
             Ok(Ok(user))
         }
-        // Another instance is re-checking this sign-in now: serve with what is known.
-        Recheck::ElsewhereInProgress => Ok(Ok(user)),
     }
 }
 
@@ -251,7 +275,8 @@ enum Recheck {
     Confirmed(AppRole, String),
     Gone(SignInFailure),
     Unanswered,
-    ElsewhereInProgress,
+    /// Another instance holds the re-check; the row as it is now, if it is newer than ours.
+    ElsewhereInProgress(Option<Box<SignedInUser>>),
 }
 
 /// Asks the Workspace whether the user is still a member, and with which role.
@@ -265,14 +290,30 @@ async fn recheck(state: &AppState, user: &SignedInUser, now: SystemTime) -> Rech
         .await
     {
         Ok(true) => {}
-        Ok(false) => return Recheck::ElsewhereInProgress,
+        Ok(false) => {
+            // Ended, re-checked by another instance since, or being re-checked now.
+            return match state.users.signed_in(&user.sign_in_id).await {
+                Ok(None) => Recheck::Gone(SignInFailure::LoginRequired),
+                Ok(Some(row)) if row.checked_at > user.checked_at => {
+                    Recheck::ElsewhereInProgress(Some(Box::new(SignedInUser {
+                        organization_name: user.organization_name.clone(),
+                        ..row
+                    })))
+                }
+                Ok(Some(_)) => Recheck::ElsewhereInProgress(None),
+                Err(_) => Recheck::Unanswered,
+            };
+        }
         Err(error) => {
             tracing::error!(error = ?error, "could not lease a re-check");
             return Recheck::Unanswered;
         }
     }
-    let Ok(Some(grant)) = state.users.grant(&user.sign_in_id).await else {
-        return Recheck::Unanswered;
+    let grant = match state.users.grant(&user.sign_in_id).await {
+        Ok(Some(grant)) => grant,
+        // Ended elsewhere: this session is signed out.
+        Ok(None) => return Recheck::Gone(SignInFailure::LoginRequired),
+        Err(_) => return Recheck::Unanswered,
     };
     let oauth = match state
         .clients

@@ -467,7 +467,14 @@ async fn callback(
             return to_login(SignInFailure::Unavailable);
         }
     };
-    if let Err(error) = session.bind_sign_in(&sign_in_id).await {
+    let user = match state.users.signed_in(&sign_in_id).await {
+        Ok(Some(user)) => user,
+        other => {
+            tracing::error!(?other, "the sign-in just stored cannot be read");
+            return to_login(SignInFailure::Unavailable);
+        }
+    };
+    if let Err(error) = session.bind_sign_in(&user).await {
         tracing::error!(error = ?error, "could not bind the session");
         return to_login(SignInFailure::Unavailable);
     }
@@ -569,7 +576,12 @@ async fn logout_confirm() -> Response {
 /// sign-in grant revoked (best effort), the sign-in and the session deleted.
 #[tracing::instrument(skip_all)]
 async fn logout(State(state): State<AppState>, session: BrowserSession) -> Response {
-    let sign_in_id = session.sign_in_id().await.ok().flatten();
+    let sign_in_id = session
+        .sign_in()
+        .await
+        .ok()
+        .flatten()
+        .map(|s| s.user.sign_in_id);
     if let Some(id) = sign_in_id {
         if let Ok(Some(user)) = state.users.signed_in(&id).await {
             if let (Ok(Some(grant)), Ok(ClientChoice::Client(oauth))) = (
