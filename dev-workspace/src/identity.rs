@@ -350,6 +350,9 @@ pub struct IdTokenClaims {
     pub scopes: Vec<String>,
     /// Another organization's installed client, for [`IdTokenFault::OtherClientAud`].
     pub other_client_id: Option<String>,
+    /// A second audience beside the client (with `azp` naming the client): valid, and what a
+    /// client must accept only with that `azp` (OIDC Core §3.1.3.7 steps 4–5).
+    pub extra_audience: Option<String>,
 }
 
 impl Identity {
@@ -443,9 +446,15 @@ impl Identity {
             Some(IdTokenFault::SeveralAudWithoutAzp) => {
                 body.insert("aud".into(), json!([claims.client_id, "app_someone_else"]));
             }
-            _ => {
-                body.insert("aud".into(), claims.client_id.clone().into());
-            }
+            _ => match &claims.extra_audience {
+                Some(extra) => {
+                    body.insert("aud".into(), json!([claims.client_id, extra]));
+                    body.insert("azp".into(), claims.client_id.clone().into());
+                }
+                None => {
+                    body.insert("aud".into(), claims.client_id.clone().into());
+                }
+            },
         }
         let (iat, exp) = match fault {
             Some(IdTokenFault::Expired) => (claims.now - 600, claims.now - 300),
@@ -555,6 +564,7 @@ mod tests {
             auth_time: 1_800_000_000,
             scopes: vec!["openid".into(), "email".into(), "organization".into()],
             other_client_id: None,
+            extra_audience: None,
         }
     }
 

@@ -499,6 +499,7 @@ pub fn id_token_for(world: &mut World, client_id: &str, record: &CodeRecord) -> 
         auth_time: sign_in.auth_time,
         scopes: record.scopes.clone(),
         other_client_id: other_installed_client(world, &record.organization_id),
+        extra_audience: None,
     };
     let token = world.identity.id_token(&claims)?;
     world.note_secret(&token);

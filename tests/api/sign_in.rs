@@ -630,3 +630,57 @@ async fn a_userinfo_answer_that_does_not_match_signs_nobody_in() {
     let page = response.text().await.unwrap();
     assert!(page.contains("&lt;b&gt;auditor&lt;/b&gt;"), "{page}");
 }
+
+#[tokio::test]
+async fn signing_in_again_ends_the_previous_sign_in_and_its_grant() {
+    let app = sso_app().await;
+    install(&app, "org_acme").await;
+    let browser = signed_in(&app, "org_acme", "usr_milo").await;
+    assert_eq!(get(&browser, &app, "/").await.status(), 200);
+    let revocations = app.ws.control.counters().revocations;
+    let again = app.open_app(&browser, "org_acme", "usr_ada", None).await;
+    assert_eq!(location(&again), "/");
+    let sign_ins = app.database.scalar("SELECT COUNT(*) FROM sign_ins").await;
+    assert_eq!(sign_ins, Some(1), "one sign-in per browser");
+    for _ in 0..50 {
+        if app.ws.control.counters().revocations > revocations {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert_eq!(app.ws.control.counters().revocations, revocations + 1);
+    let page = get(&browser, &app, "/").await.text().await.unwrap();
+    assert!(page.contains("Ada Okafor"), "the new user");
+}
+
+#[tokio::test]
+async fn a_path_with_dot_or_encoded_segments_is_refused_before_any_page() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let app = sso_app().await;
+    // Browsers and reqwest clean such paths before sending; a raw client does not.
+    for path in [
+        "/auth/../admin/users",
+        "/pkg/%2e%2e/clients",
+        "/auth/%2E%2E/admin/users",
+        "//admin/users",
+    ] {
+        let mut stream = tokio::net::TcpStream::connect(app.addr).await.unwrap();
+        let port = app.addr.port();
+        stream
+            .write_all(
+                format!(
+                    "GET {path} HTTP/1.1\r\nHost: localhost:{port}\r\nConnection: close\r\n\r\n"
+                )
+                .as_bytes(),
+            )
+            .await
+            .unwrap();
+        let mut answer = String::new();
+        stream.read_to_string(&mut answer).await.unwrap();
+        assert!(
+            answer.starts_with("HTTP/1.1 400"),
+            "{path}: {}",
+            &answer[..answer.len().min(200)]
+        );
+    }
+}

@@ -121,6 +121,9 @@ pub fn verify_id_token(
         CoreJwsSigningAlgorithm::EcdsaP256Sha256,
     ])
     .set_time_fn(move || now_utc)
+    // Extra audiences are judged below, where OIDC Core §3.1.3.7 steps 4–5 are: several are
+    // accepted only with `azp` naming us (the crate would refuse every extra one outright).
+    .set_other_audience_verifier_fn(|_| true)
     .set_issue_time_verifier_fn(move |iat| {
         if iat > latest_iat {
             Err("issued in the future".to_owned())
@@ -463,6 +466,7 @@ mod tests {
             auth_time: NOW,
             scopes: vec!["openid".into(), "organization".into()],
             other_client_id: Some("app_harbor".to_owned()),
+            extra_audience: None,
         }
     }
 
@@ -470,10 +474,18 @@ mod tests {
         identity: &mut Identity,
         fault: Option<IdTokenFault>,
     ) -> Result<VerifiedIdToken, IdTokenRefusal> {
+        check_claims(identity, fault, &claims())
+    }
+
+    fn check_claims(
+        identity: &mut Identity,
+        fault: Option<IdTokenFault>,
+        claims: &IdTokenClaims,
+    ) -> Result<VerifiedIdToken, IdTokenRefusal> {
         if let Some(fault) = fault {
             identity.id_token_faults.push_back(fault);
         }
-        let raw = RawIdToken::new(identity.id_token(&claims()).unwrap());
+        let raw = RawIdToken::new(identity.id_token(claims).unwrap());
         let keys: CoreJsonWebKeySet =
             serde_json::from_value(serde_json::json!({ "keys": identity.published_keys() }))
                 .unwrap();
@@ -537,6 +549,20 @@ mod tests {
             }));
         }
         assert!(wrong.is_empty(), "{wrong:#?}");
+    }
+
+    #[test]
+    fn several_audiences_pass_only_with_azp_naming_this_client() {
+        let mut identity = Identity::default();
+        let with_azp = IdTokenClaims {
+            extra_audience: Some("https://api.qentrah.test".to_owned()),
+            ..claims()
+        };
+        assert!(check_claims(&mut identity, None, &with_azp).is_ok());
+        assert_eq!(
+            check(&mut identity, Some(IdTokenFault::SeveralAudWithoutAzp)),
+            Err(IdTokenRefusal::Audience)
+        );
     }
 
     #[test]

@@ -387,17 +387,18 @@ impl UserStore {
     }
 
     /// A re-check the Workspace answered: the role as it is now (here and in the membership).
+    /// `false`: the sign-in ended meanwhile (so the session must not be written back).
     pub async fn record_check(
         &self,
         user: &SignedInUser,
         workspace_role: &str,
         role: AppRole,
         now: SystemTime,
-    ) -> Result<(), UserStoreError> {
+    ) -> Result<bool, UserStoreError> {
         let now = to_unix(now);
-        on_pool!(&self.db, pool => {
+        Ok(on_pool!(&self.db, pool => {
             let mut tx = pool.begin().await?;
-            sqlx::query(
+            let updated = sqlx::query(
                 "UPDATE sign_ins SET workspace_role = $1, app_role = $2, checked_at = $3, \
                  unanswered_since = NULL, check_leased_until = NULL WHERE id = $4",
             )
@@ -406,7 +407,8 @@ impl UserStore {
             .bind(now)
             .bind(&user.sign_in_id)
             .execute(&mut *tx)
-            .await?;
+            .await?
+            .rows_affected();
             sqlx::query(
                 "UPDATE memberships SET workspace_role = $1, app_role = $2, updated_at = $3 \
                  WHERE user_id = $4 AND organization_id = $5",
@@ -419,8 +421,8 @@ impl UserStore {
             .execute(&mut *tx)
             .await?;
             tx.commit().await?;
-        });
-        Ok(())
+            updated == 1
+        }))
     }
 
     /// A re-check the Workspace did not answer: the outage is counted from its first miss.

@@ -30,10 +30,26 @@ const RECHECK_LEASE: Duration = Duration::from_secs(30);
 /// An access token this close to its expiry is refreshed before UserInfo is asked.
 const ACCESS_MARGIN_SECS: i64 = 30;
 
-/// Routes every visitor may use, signed in or not.
+/// Whether `path` reads the same to the guard and to the router: no `.` or `..` segment, no
+/// `//`, and no percent-encoded dot, slash or backslash. The router cleans such paths before it
+/// matches a page (`/auth/../admin/users` would render `/admin/users`) while the prefix checks
+/// below read them raw (RFC 3986 §6.2.2.3), so they are refused instead.
+fn is_canonical(path: &str) -> bool {
+    let lower = path.to_ascii_lowercase();
+    let encoded = ["%2e", "%2f", "%5c"].iter().any(|e| lower.contains(e)) || path.contains('\\');
+    let dots = path
+        .split('/')
+        .any(|segment| segment == "." || segment == "..");
+    !encoded && !dots && !path.contains("//")
+}
+
+/// Routes every visitor may use, signed in or not (the `/login` page's own server function
+/// included).
 fn is_public(path: &str) -> bool {
-    matches!(path, "/login" | "/connect/failed" | "/favicon.svg")
-        || path.starts_with("/auth/")
+    matches!(
+        path,
+        "/login" | "/connect/failed" | "/favicon.svg" | "/api/sign_in_issuer"
+    ) || path.starts_with("/auth/")
         || path.starts_with("/pkg/")
         || path.starts_with("/api/webhooks/")
 }
@@ -118,7 +134,17 @@ pub async fn require_sign_in(
     mut request: Request,
     next: Next,
 ) -> Response {
-    if state.config.sign_in.mode != AuthMode::Sso || is_public(request.uri().path()) {
+    if state.config.sign_in.mode != AuthMode::Sso {
+        return next.run(request).await;
+    }
+    if !is_canonical(request.uri().path()) {
+        return super::oauth::page(
+            StatusCode::BAD_REQUEST,
+            "This address is not valid",
+            "It has dot, empty or encoded segments. Use the app's own links.",
+        );
+    }
+    if is_public(request.uri().path()) {
         return next.run(request).await;
     }
     let json = wants_json(&request);
@@ -216,10 +242,18 @@ async fn current_user(
     let outcome = recheck(state, &user, now).await;
     match outcome {
         Recheck::Confirmed(role, workspace_role) => {
-            let _ = state
-                .users
-                .record_check(&user, &workspace_role, role, now)
-                .await;
+            // Ended elsewhere while the Workspace was asked: signed out, and the session is
+            // not written back (that would revive it).
+            if !matches!(
+                state
+                    .users
+                    .record_check(&user, &workspace_role, role, now)
+                    .await,
+                Ok(true)
+            ) {
+                let _ = session.end().await;
+                return Ok(Err(SignInFailure::LoginRequired));
+            }
             let user = SignedInUser {
                 role,
                 workspace_role,
@@ -422,6 +456,28 @@ mod tests {
             "/administrator",
         ] {
             assert!(admin_action(member).is_none(), "{member}");
+        }
+        for sneaky in [
+            "/auth/../admin/users",
+            "/pkg/%2e%2e/clients",
+            "/pkg/%2E%2E/clients",
+            "/api/webhooks/../../",
+            "/auth/./x",
+            "//admin/users",
+            "/auth//x",
+            "/pkg/%2fadmin",
+            "/pkg/..%5cadmin",
+        ] {
+            assert!(!is_canonical(sneaky), "{sneaky}");
+        }
+        for fine in [
+            "/",
+            "/clients",
+            "/clients/",
+            "/pkg/qentrah-connect.wasm",
+            "/a.b/c..d",
+        ] {
+            assert!(is_canonical(fine), "{fine}");
         }
     }
 }

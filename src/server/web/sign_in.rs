@@ -467,15 +467,22 @@ async fn callback(
             return to_login(SignInFailure::Unavailable);
         }
     };
-    let user = match state.users.signed_in(&sign_in_id).await {
-        Ok(Some(user)) => user,
-        other => {
-            tracing::error!(?other, "the sign-in just stored cannot be read");
-            return to_login(SignInFailure::Unavailable);
+    // A browser signed in already: that sign-in ends (its grant revoked), not left live.
+    if let Ok(Some(previous)) = session.sign_in().await {
+        if let Err(error) = end_sign_in(&state, &previous.user.sign_in_id).await {
+            tracing::error!(error = ?error, "could not end the previous sign-in");
         }
+    }
+    let bound = match state.users.signed_in(&sign_in_id).await {
+        Ok(Some(user)) => session
+            .bind_sign_in(&user)
+            .await
+            .map_err(|e| format!("{e:?}")),
+        other => Err(format!("the sign-in just stored cannot be read: {other:?}")),
     };
-    if let Err(error) = session.bind_sign_in(&user).await {
-        tracing::error!(error = ?error, "could not bind the session");
+    if let Err(error) = bound {
+        tracing::error!(%error, "could not bind the session");
+        let _ = end_sign_in(&state, &sign_in_id).await;
         return to_login(SignInFailure::Unavailable);
     }
     tracing::info!(org = %flow.organization_id, role = role.as_str(), "signed in");
@@ -562,6 +569,31 @@ fn revoke_later(oauth: &OAuthClient, tokens: TokenSet) {
     });
 }
 
+/// Ends a sign-in: its grant revoked (best effort, off the person's path: RFC 7009), its row
+/// and the session record that holds it deleted.
+async fn end_sign_in(
+    state: &AppState,
+    sign_in_id: &str,
+) -> Result<(), crate::server::identity::users::UserStoreError> {
+    if let Ok(Some(user)) = state.users.signed_in(sign_in_id).await {
+        if let (Ok(Some(grant)), Ok(ClientChoice::Client(oauth))) = (
+            state.users.grant(sign_in_id).await,
+            state
+                .clients
+                .for_connection("qentrah", &user.organization_id, &user.client_id)
+                .await,
+        ) {
+            tokio::spawn(async move {
+                let token = Revocable::best_of(grant.refresh_token.as_ref(), &grant.access_token);
+                if let Err(error) = oauth.revoke(token).await {
+                    tracing::warn!(%error, "could not revoke the sign-in grant");
+                }
+            });
+        }
+    }
+    state.users.end(sign_in_id).await.map(drop)
+}
+
 /// `GET /auth/logout`: a confirmation, never a sign-out by itself (a link or an image on any
 /// page must not sign anyone out).
 async fn logout_confirm() -> Response {
@@ -583,24 +615,7 @@ async fn logout(State(state): State<AppState>, session: BrowserSession) -> Respo
         .flatten()
         .map(|s| s.user.sign_in_id);
     if let Some(id) = sign_in_id {
-        if let Ok(Some(user)) = state.users.signed_in(&id).await {
-            if let (Ok(Some(grant)), Ok(ClientChoice::Client(oauth))) = (
-                state.users.grant(&id).await,
-                state
-                    .clients
-                    .for_connection("qentrah", &user.organization_id, &user.client_id)
-                    .await,
-            ) {
-                tokio::spawn(async move {
-                    let token =
-                        Revocable::best_of(grant.refresh_token.as_ref(), &grant.access_token);
-                    if let Err(error) = oauth.revoke(token).await {
-                        tracing::warn!(%error, "could not revoke the sign-in grant");
-                    }
-                });
-            }
-        }
-        if let Err(error) = state.users.end(&id).await {
+        if let Err(error) = end_sign_in(&state, &id).await {
             tracing::error!(error = ?error, "could not end the sign-in");
             return unavailable_here();
         }
