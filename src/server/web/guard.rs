@@ -89,20 +89,6 @@ fn json_error(status: StatusCode, code: &'static str) -> Response {
         .into_response()
 }
 
-fn see_other(location: &str) -> Response {
-    match HeaderValue::from_str(location) {
-        Ok(location) => (
-            StatusCode::SEE_OTHER,
-            [
-                (header::LOCATION, location),
-                (header::CACHE_CONTROL, HeaderValue::from_static("no-store")),
-            ],
-        )
-            .into_response(),
-        Err(_) => StatusCode::BAD_REQUEST.into_response(),
-    }
-}
-
 fn signed_out(json: bool, reason: SignInFailure, return_to: &str) -> Response {
     if json {
         return json_error(StatusCode::UNAUTHORIZED, "login_required");
@@ -114,7 +100,7 @@ fn signed_out(json: bool, reason: SignInFailure, return_to: &str) -> Response {
     }
     query.append_pair("return_to", return_to);
     location.push_str(&query.finish());
-    see_other(&location)
+    super::oauth::see_other(&location)
 }
 
 fn forbidden(json: bool, action: &str) -> Response {
