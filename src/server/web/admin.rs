@@ -49,8 +49,8 @@ async fn loopback_only(
     )
 }
 
-/// Escapes text for HTML content and attribute values.
-fn escape(text: &str) -> String {
+/// Escapes text for HTML content and attribute values (the admin and sign-in pages).
+pub(super) fn escape(text: &str) -> String {
     let mut escaped = String::with_capacity(text.len());
     for c in text.chars() {
         match c {

@@ -545,17 +545,9 @@ fn no_access_page(workspace_role: &str) -> Response {
         "Your Workspace role has no access to Qentrah Connect",
         &format!(
             "Your role “{}” is not one this app gives access to. Ask a Workspace admin to change your role, then open the app again.",
-            html_escape(&shown)
+            super::admin::escape(&shown)
         ),
     )
-}
-
-fn html_escape(text: &str) -> String {
-    text.replace('&', "&amp;")
-        .replace('<', "&lt;")
-        .replace('>', "&gt;")
-        .replace('"', "&quot;")
-        .replace('\'', "&#39;")
 }
 
 /// Revokes a grant nothing will use (RFC 7009), off the person's path.
